@@ -1,0 +1,1 @@
+//! Shared helpers for berth's root and end-to-end tests.
