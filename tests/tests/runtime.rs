@@ -465,7 +465,10 @@ fn cap_line(status: &str, name: &str) -> u64 {
         .lines()
         .find(|l| l.starts_with(name))
         .unwrap_or_else(|| panic!("{name} in {status}"));
-    let hex = line.split_whitespace().nth(1).expect("status line has a value");
+    let hex = line
+        .split_whitespace()
+        .nth(1)
+        .expect("status line has a value");
     u64::from_str_radix(hex, 16).expect("capability mask is hex")
 }
 
