@@ -1,0 +1,126 @@
+//! `create`: set up a container whose process waits on the exec FIFO until `start`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use libcgroups::common::{CgroupConfig, CgroupManager};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+
+use crate::bundle::{self, PreparedBundle};
+use crate::cli::GlobalOpts;
+use crate::commands::ensure_root;
+use crate::executor::CleanSignalExecutor;
+use crate::state::container_dir;
+
+/// What to build, common to `create` and `run`.
+#[derive(Debug)]
+pub struct InitRequest<'a> {
+    /// Container id.
+    pub id: &'a str,
+    /// `--pid-file`.
+    pub pid_file: Option<&'a Path>,
+    /// `--console-socket` (or our own bridge's socket).
+    pub console_socket: Option<PathBuf>,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--preserve-fds`.
+    pub preserve_fds: i32,
+    /// Whether libcontainer should treat this as detached (it only checks the
+    /// terminal/console-socket combination with it).
+    pub detached: bool,
+}
+
+/// Check the id, make the root and prepare the bundle.
+pub fn prepare(global: &GlobalOpts, id: &str, bundle: &Path) -> Result<(PathBuf, PreparedBundle)> {
+    let root = ensure_root(&global.root)?;
+    let dir = container_dir(&root, id)?;
+    if dir.exists() {
+        bail!("container with id {id} already exists");
+    }
+    let prepared = bundle::prepare(bundle, id, global.systemd_cgroup, &root)?;
+    Ok((root, prepared))
+}
+
+/// Build the container (state Created) or clean up everything a failed build left.
+pub fn build(
+    root: &Path,
+    prepared: &PreparedBundle,
+    req: &InitRequest<'_>,
+) -> Result<(Container, PathBuf)> {
+    let dir = root.join(req.id);
+    let result = ContainerBuilder::new(req.id.to_string(), SyscallType::default())
+        .with_executor(CleanSignalExecutor)
+        .with_pid_file(req.pid_file)
+        .and_then(|b| b.with_root_path(root))
+        .map(|b| {
+            b.with_console_socket(req.console_socket.as_ref())
+                .with_preserved_fds(req.preserve_fds)
+        })
+        .and_then(|b| b.validate_id())
+        .and_then(|b| {
+            b.as_init(prepared.effective())
+                // This build has no systemd cgroup driver; systemd-style paths were
+                // mapped onto cgroupfs when the bundle was prepared.
+                .with_systemd(false)
+                .with_detach(req.detached)
+                .with_no_pivot(req.no_pivot)
+                .build()
+        });
+    match result {
+        Ok(mut container) => match prepared.adopt(&mut container, &dir) {
+            Ok(()) => {
+                tracing::debug!(container_id = req.id, "created");
+                Ok((container, dir))
+            }
+            Err(err) => {
+                cleanup_failed(&dir, prepared, req.id);
+                Err(err.context(format!("create container {}", req.id)))
+            }
+        },
+        Err(err) => {
+            cleanup_failed(&dir, prepared, req.id);
+            Err(anyhow::Error::new(err).context(format!("create container {}", req.id)))
+        }
+    }
+}
+
+/// Remove what a failed create may have left: processes, cgroup, state dir, shadow.
+pub fn cleanup_failed(dir: &Path, prepared: &PreparedBundle, id: &str) {
+    if dir.join("state.json").exists() {
+        if let Ok(mut container) = Container::load(dir.to_path_buf()) {
+            if let Err(e) = container.delete(true) {
+                tracing::debug!(container_id = id, error = %e, "cleanup: delete");
+            }
+        }
+    }
+    if let Ok(manager) = libcgroups::common::create_cgroup_manager(CgroupConfig {
+        cgroup_path: prepared.cgroups_path.clone(),
+        systemd_cgroup: false,
+        container_name: id.to_string(),
+    }) {
+        let _ = manager.remove();
+    }
+    if dir.exists() {
+        if let Err(e) = fs::remove_dir_all(dir) {
+            tracing::warn!(container_id = id, error = %e, "cleanup: remove state dir");
+        }
+    }
+    prepared.discard_shadow();
+}
+
+/// `berth-runtime create`.
+pub fn create(global: &GlobalOpts, args: liboci_cli::Create) -> Result<()> {
+    let (root, prepared) = prepare(global, &args.container_id, &args.bundle)?;
+    let req = InitRequest {
+        id: &args.container_id,
+        pid_file: args.pid_file.as_deref(),
+        console_socket: args.console_socket.clone(),
+        no_pivot: args.no_pivot,
+        preserve_fds: args.preserve_fds,
+        detached: true,
+    };
+    build(&root, &prepared, &req).map(|_| ())
+}

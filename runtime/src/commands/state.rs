@@ -1,0 +1,14 @@
+//! `state`: print runc's state JSON for one container.
+
+use anyhow::Result;
+
+use crate::cli::GlobalOpts;
+use crate::state::{load, StateView};
+
+/// `berth-runtime state <id>`.
+pub fn state(global: &GlobalOpts, args: liboci_cli::State) -> Result<()> {
+    let (container, dir) = load(&global.root, &args.container_id)?;
+    let view = StateView::of(&container, &dir);
+    println!("{}", serde_json::to_string_pretty(&view)?);
+    Ok(())
+}
