@@ -10,6 +10,7 @@
 
 pub mod bundle;
 pub mod capabilities;
+pub mod cgroupfs;
 pub mod cli;
 pub mod commands;
 pub mod executor;

@@ -1,7 +1,11 @@
 //! `run`: create and start; in the foreground, wait and exit with the container's code.
 
-use anyhow::{bail, Context, Result};
+use std::path::Path;
 
+use anyhow::{bail, Context, Result};
+use libcontainer::container::Container;
+
+use crate::cgroupfs;
 use crate::cli::GlobalOpts;
 use crate::commands::create::{build, prepare, InitRequest};
 use crate::foreground::{block_all_signals, wait_forwarding, TtyBridge};
@@ -55,7 +59,7 @@ pub fn run(global: &GlobalOpts, args: liboci_cli::Run) -> Result<u8> {
         // libcontainer insists on detached mode whenever a console socket is used.
         detached: args.detach || console_socket.is_some(),
     };
-    let (mut container, _dir) = build(&root, &prepared, &req)?;
+    let (mut container, dir) = build(&root, &prepared, &req)?;
     if let Some(bridge) = bridge.as_mut() {
         if let Err(e) = bridge.start() {
             let _ = container.delete(true);
@@ -78,9 +82,29 @@ pub fn run(global: &GlobalOpts, args: liboci_cli::Run) -> Result<u8> {
         bridge.finish();
     }
     if !args.keep {
-        container
-            .delete(true)
-            .with_context(|| format!("delete container {id}"))?;
+        teardown(&mut container, &dir).with_context(|| format!("delete container {id}"))?;
     }
     code
+}
+
+/// Remove a container whose init has been reaped. Without poststop hooks the cgroup
+/// and state dir are removed directly (see [`crate::cgroupfs`]); otherwise, or if
+/// anything is still in the cgroup, libcontainer's full `delete` runs.
+fn teardown(container: &mut Container, dir: &Path) -> Result<()> {
+    let config = container.spec()?;
+    let has_poststop = config
+        .hooks
+        .as_ref()
+        .and_then(|h| h.poststop().as_ref())
+        .is_some_and(|v| !v.is_empty());
+    if !has_poststop && cgroupfs::remove_empty_cgroup(&config.cgroup_path).is_ok() {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            tracing::debug!(error = %e, "quick teardown: remove state dir");
+        } else {
+            return Ok(());
+        }
+    }
+    container.refresh_status()?;
+    container.delete(true)?;
+    Ok(())
 }
