@@ -4,7 +4,7 @@
 # Root tests (namespaces, cgroups, mounts) are marked #[ignore = "needs root: ..."], so this runs
 # `cargo test -- --include-ignored`. `cargo test` builds only the binaries of the package under
 # test, so the workspace's binaries (berth-runtime, ...) are built first: tests find them next to
-# themselves in target/debug. Extra arguments go to `cargo test` before the `--`, e.g.
+# themselves in target/debug. Arguments replace `--workspace` as what `cargo test` selects, e.g.
 # `sudo deploy/test.sh -p berth-tests --test runtime`.
 # BERTH_TEST_RUNTIME=runc runs the runtime tests against Debian's runc instead of berth-runtime.
 set -euo pipefail
@@ -36,4 +36,7 @@ for tool in /bin/busybox /usr/sbin/runc; do
 done
 
 cargo build --workspace --bins
-cargo test --workspace "$@" -- --include-ignored
+if [ $# -eq 0 ]; then
+    set -- --workspace
+fi
+cargo test "$@" -- --include-ignored

@@ -141,9 +141,7 @@ pub fn populate(dir: &Path) -> Result<()> {
 pub fn populate_with(dir: &Path, busybox: &Path) -> Result<()> {
     for d in [
         "bin",
-        "sbin",
-        "usr/bin",
-        "usr/sbin",
+        "usr",
         "etc",
         "proc",
         "sys",
