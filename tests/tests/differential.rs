@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
+use berth_tests::cgroup::{read_limit, CgroupMode};
 use berth_tests::process::Output;
 use berth_tests::{skip_unless_root, unique_id, Bundle, Runtime, SpecBuilder};
+use oci_spec::runtime::Capability;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -43,20 +45,45 @@ fn observe(rt: &Runtime) -> Facts {
         f.insert(k.to_string(), v);
     };
 
-    // run: exit codes and output.
-    for (name, spec_args) in [
-        ("run.true", vec!["true"]),
-        ("run.false", vec!["false"]),
-        ("run.exit3", vec!["sh", "-c", "exit 3"]),
-        ("run.echo", vec!["sh", "-c", "echo out; echo err >&2"]),
-        ("run.hostname", vec!["hostname"]),
-        ("run.caps", vec!["grep", "^Cap", "/proc/self/status"]),
-        ("run.pid", vec!["sh", "-c", "echo $$"]),
-        ("run.env", vec!["env"]),
-        ("run.noent", vec!["/no/such/program"]),
-    ] {
+    // run: exit codes and output, for process and config variations.
+    type Edit = fn(SpecBuilder) -> SpecBuilder;
+    let scenarios: Vec<(&str, Edit)> = vec![
+        ("run.true", |s| s.args(["true"])),
+        ("run.false", |s| s.args(["false"])),
+        ("run.exit3", |s| s.shell("exit 3")),
+        ("run.echo", |s| s.shell("echo out; echo err >&2")),
+        ("run.hostname", |s| {
+            s.hostname("diff-host").args(["hostname"])
+        }),
+        ("run.caps", |s| {
+            s.args(["grep", "^Cap", "/proc/self/status"])
+        }),
+        ("run.caps_custom", |s| {
+            s.capabilities(&[Capability::SysAdmin, Capability::Chown])
+                .args(["grep", "^Cap", "/proc/self/status"])
+        }),
+        ("run.pid", |s| s.shell("echo $$")),
+        ("run.env", |s| s.env("EXTRA", "1").args(["env"])),
+        ("run.cwd_user", |s| {
+            s.cwd("/tmp").user(1000, 1000).shell("pwd; id")
+        }),
+        ("run.readonly", |s| {
+            s.readonly_rootfs(true).shell("touch /x; echo $?")
+        }),
+        ("run.seccomp", |s| {
+            s.seccomp_deny(&["mkdir", "mkdirat"], libc::EPERM)
+                .shell("mkdir /tmp/d; echo $?")
+        }),
+        ("run.masked", |s| {
+            s.shell("wc -c < /proc/timer_list; ls /sys/firmware | wc -l")
+        }),
+        ("run.mounts", |s| s.shell("cut -d' ' -f2,3 /proc/mounts")),
+        ("run.rlimit", |s| s.shell("ulimit -n")),
+        ("run.noent", |s| s.args(["/no/such/program"])),
+    ];
+    for (name, edit) in scenarios {
         let id = unique_id("diff-run");
-        let b = bundle(SpecBuilder::new(&id).args(spec_args));
+        let b = bundle(edit(SpecBuilder::new(&id)));
         let out = rt
             .cmd()
             .arg("run")
@@ -76,7 +103,7 @@ fn observe(rt: &Runtime) -> Facts {
                 } else if name != "run.noent" {
                     put(&format!("{name}.stdout"), o.stdout.clone());
                 }
-                if name == "run.echo" {
+                if name == "run.echo" || name == "run.readonly" || name == "run.seccomp" {
                     put(&format!("{name}.stderr"), o.stderr.clone());
                 }
             }
@@ -106,9 +133,24 @@ fn observe(rt: &Runtime) -> Facts {
 
     // create / start / exec / pause / resume / kill / delete, with state at each step.
     let id = unique_id("diff-life");
-    let b = bundle(SpecBuilder::new(&id).args(["sleep", "300"]));
+    let b = bundle(
+        SpecBuilder::new(&id)
+            .args(["sleep", "300"])
+            .memory_limit(48 << 20)
+            .pids_limit(16),
+    );
     let bundle_path = b.path().canonicalize().expect("bundle path");
     put("life.create", code(Ok(rt.create(&id, &b))));
+    let mode = CgroupMode::detect();
+    let cg = b.cgroups_path().expect("spec has a cgroups path");
+    put(
+        "life.cgroup.memory_limit",
+        format!("{:?}", read_limit(&mode.memory_limit_file(&cg))),
+    );
+    put(
+        "life.cgroup.pids_limit",
+        format!("{:?}", read_limit(&mode.pids_limit_file(&cg))),
+    );
     let state_facts = |step: &str, f: &mut Facts| match rt.state(&id) {
         Ok(s) => {
             f.insert(format!("life.{step}.status"), s.status.clone());
@@ -206,6 +248,31 @@ fn observe(rt: &Runtime) -> Facts {
         stdout(rt.cmd().args(["exec", &id, "echo", "hi"]).output()),
     );
     f.insert("life.exec.code".into(), code(ex));
+    let process = b
+        .write_process_json("p.json", &["sh", "-c", "echo from-json; exit 6"])
+        .expect("write process.json");
+    match rt
+        .cmd()
+        .args(["exec", "--process"])
+        .arg(&process)
+        .arg(&id)
+        .output()
+    {
+        Ok(o) => {
+            f.insert("life.exec_process.code".into(), o.code().to_string());
+            f.insert("life.exec_process.stdout".into(), o.stdout);
+        }
+        Err(e) => {
+            f.insert("life.exec_process.code".into(), format!("error: {e:#}"));
+        }
+    }
+    let ps = stdout(rt.cmd().args(["ps", "--format", "json", &id]).output());
+    f.insert(
+        "life.ps.count".into(),
+        serde_json::from_str::<Vec<i64>>(ps.trim())
+            .map(|v| v.len().to_string())
+            .unwrap_or_else(|_| format!("unparsable: {ps}")),
+    );
     f.insert(
         "life.pause".into(),
         code(rt.cmd().args(["pause", &id]).output()),
@@ -279,6 +346,8 @@ fn berth_runtime_matches_runc() {
     let berth = Runtime::under_test();
     let expected = observe(&runc);
     let got = observe(&berth);
+    // Shown with --nocapture, to see what was compared.
+    eprintln!("runc facts: {expected:#?}");
 
     let mut diffs = Vec::new();
     for key in expected
