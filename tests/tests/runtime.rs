@@ -152,6 +152,34 @@ fn run_reports_signal_death_as_128_plus_signal() {
     assert_eq!(out.code(), 128 + 9, "{out}");
 }
 
+/// `kill` races with the foreground `run` that reaps the container and deletes its state:
+/// once the signal is delivered, `kill` must succeed even if the state is gone by the time it
+/// would record it (runc does; containerd and Docker treat a failed kill as an error).
+#[test]
+#[ignore = "needs root: creates containers"]
+fn kill_succeeds_when_foreground_run_deletes_state_meanwhile() {
+    skip_unless_root!();
+    let rt = Runtime::under_test();
+    let mut failures = Vec::new();
+    for i in 0..20 {
+        let id = unique_id(&format!("killrace{i}"));
+        let b = bundle(SpecBuilder::new(&id).args(IDLE));
+        let running = rt.spawn_run(&id, &b, &[]);
+        rt.wait_status(&id, "running", WAIT).unwrap();
+        let kill = rt.kill(&id, "KILL");
+        let out = running.wait(WAIT).expect("run returns after kill");
+        assert_eq!(out.code(), 137, "{out}");
+        if !kill.success() {
+            failures.push(kill.stderr.trim().to_string());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 20 kills failed: {failures:#?}",
+        failures.len()
+    );
+}
+
 #[test]
 #[ignore = "needs root: creates containers"]
 fn run_detach_leaves_container_running() {
