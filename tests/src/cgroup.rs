@@ -72,8 +72,9 @@ impl CgroupMode {
         self.file(cgroups_path, ("freezer", "freezer.state"), "cgroup.freeze")
     }
 
-    /// Every directory a runtime may have created for `cgroups_path`, deepest first is not
-    /// needed: one per hierarchy. Used by cleanup to remove leftovers.
+    /// The directories that exist for `cgroups_path`, one per hierarchy (on v1 and hybrid hosts
+    /// every mounted controller, `systemd` and `unified` included). Empty once a runtime has
+    /// deleted the container properly; cleanup removes whatever is left.
     pub fn dirs(self, cgroups_path: &str) -> Vec<PathBuf> {
         let rel = cgroups_path.trim_start_matches('/');
         match self {
