@@ -172,8 +172,9 @@ pub fn prepare(
     if !config.exists() {
         bail!("bundle {}: config.json does not exist", original.display());
     }
-    let mut spec =
-        Spec::load(&config).map_err(|e| anyhow::anyhow!("invalid {}: {e}", config.display()))?;
+    let data = fs::read(&config).with_context(|| format!("read {}", config.display()))?;
+    let mut spec: Spec = serde_json::from_slice(&data)
+        .map_err(|e| anyhow::anyhow!("invalid {}: {e}", config.display()))?;
 
     let root = spec
         .root()

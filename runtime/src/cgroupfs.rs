@@ -45,7 +45,7 @@ pub fn cgroup_dirs(mounts: &[(PathBuf, PathBuf)], path: &Path) -> Vec<PathBuf> {
             let rel = path.strip_prefix(root).ok()?;
             Some(mount_point.join(rel))
         })
-        .filter(|dir| dir.as_os_str().len() > 0)
+        .filter(|dir| !dir.as_os_str().is_empty())
         .collect()
 }
 

@@ -36,7 +36,18 @@ pub fn version_text() -> String {
 
 /// Print [`version_text`] to stdout.
 pub fn print_version() {
-    print!("{}", version_text());
+    let _ = write_stdout(&version_text());
+}
+
+/// Write to stdout without panicking: a closed pipe (`state ID | head`) is not an
+/// error worth a backtrace, so it is ignored; other errors are returned.
+pub fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// Run one verb and return the process exit code (non-zero only for `run`/`exec`

@@ -170,7 +170,7 @@ pub fn events(global: &GlobalOpts, args: EventsArgs) -> Result<()> {
         let stats = manager
             .stats()
             .with_context(|| format!("read stats of container {id}"))?;
-        println!("{}", stats_event(id, &stats));
+        crate::write_stdout(&format!("{}\n", stats_event(id, &stats)))?;
         if args.stats {
             return Ok(());
         }

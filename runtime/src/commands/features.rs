@@ -87,7 +87,10 @@ pub fn features_json() -> Value {
 
 /// `berth-runtime features`.
 pub fn features() -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(&features_json())?);
+    crate::write_stdout(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&features_json())?
+    ))?;
     Ok(())
 }
 

@@ -62,7 +62,7 @@ pub fn list(global: &GlobalOpts, args: ListArgs) -> Result<()> {
     }
     if args.quiet {
         for v in &views {
-            println!("{}", v.id);
+            crate::write_stdout(&format!("{}\n", v.id))?;
         }
         return Ok(());
     }
@@ -82,9 +82,9 @@ pub fn list(global: &GlobalOpts, args: ListArgs) -> Result<()> {
                     v.owner.clone(),
                 ]);
             }
-            print!("{}", tabulate(&rows));
+            crate::write_stdout(&tabulate(&rows))?;
         }
-        "json" => println!("{}", serde_json::to_string(&views)?),
+        "json" => crate::write_stdout(&format!("{}\n", serde_json::to_string(&views)?))?,
         other => bail!("invalid format option {other:?}"),
     }
     Ok(())

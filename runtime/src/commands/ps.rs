@@ -48,7 +48,7 @@ pub fn ps(global: &GlobalOpts, args: liboci_cli::Ps) -> Result<()> {
     pids.sort_unstable();
     pids.dedup();
     match args.format.as_str() {
-        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "json" => crate::write_stdout(&format!("{}\n", serde_json::to_string(&pids)?))?,
         "table" => {
             let ps_args = if args.ps_options.is_empty() {
                 vec!["-ef".to_string()]
@@ -66,10 +66,10 @@ pub fn ps(global: &GlobalOpts, args: liboci_cli::Ps) -> Result<()> {
                     String::from_utf8_lossy(&output.stderr).trim()
                 );
             }
-            print!(
-                "{}",
-                filter_ps_output(&String::from_utf8_lossy(&output.stdout), &pids)?
-            );
+            crate::write_stdout(&filter_ps_output(
+                &String::from_utf8_lossy(&output.stdout),
+                &pids,
+            )?)?;
         }
         other => bail!("invalid format option {other:?}"),
     }

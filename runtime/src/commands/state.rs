@@ -9,6 +9,7 @@ use crate::state::{load, StateView};
 pub fn state(global: &GlobalOpts, args: liboci_cli::State) -> Result<()> {
     let (container, dir) = load(&global.root, &args.container_id)?;
     let view = StateView::of(&container, &dir);
-    println!("{}", serde_json::to_string_pretty(&view)?);
+    // runc prints the object without a trailing newline.
+    crate::write_stdout(&serde_json::to_string_pretty(&view)?)?;
     Ok(())
 }

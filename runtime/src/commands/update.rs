@@ -41,7 +41,7 @@ pub fn resources_from_args(args: &UpdateArgs, stdin: &mut dyn Read) -> Result<Li
     let reservation = size("memory-reservation", &args.memory_reservation)?;
     let swap = size("memory-swap", &args.memory_swap)?;
     if memory.is_some() || reservation.is_some() || swap.is_some() {
-        let mut m: LinuxMemory = res.memory().clone().unwrap_or_default();
+        let mut m: LinuxMemory = (*res.memory()).unwrap_or_default();
         if memory.is_some() {
             m.set_limit(memory);
         }
