@@ -99,7 +99,7 @@ fn delete_refuses_running_container_without_force() {
     let rt = Runtime::under_test();
     start_idle(&rt, &id, &b);
 
-    rt.delete(&id).assert_clean_failure(3);
+    rt.delete(&id).assert_clean_failure(1);
     assert_eq!(
         rt.state(&id).unwrap().status,
         "running",
@@ -387,7 +387,7 @@ fn terminal_requires_console_socket_when_detached() {
     let id = unique_id("tty-nosock");
     let b = bundle(SpecBuilder::new(&id).terminal(true).args(["true"]));
     let rt = Runtime::under_test();
-    rt.create(&id, &b).assert_clean_failure(3);
+    rt.create(&id, &b).assert_clean_failure(1);
     assert!(!rt.list_ids().unwrap().contains(&id));
 }
 
@@ -557,7 +557,7 @@ fn missing_bundle_fails_cleanly() {
     let id = unique_id("nobundle");
     for verb in ["create", "run"] {
         let out = rt.exec_args(&[verb, "--bundle", "/nonexistent/berth-bundle", &id]);
-        out.assert_clean_failure(2);
+        out.assert_clean_failure(1);
         assert!(!rt.list_ids().unwrap().contains(&id), "{verb} left state");
     }
 }
@@ -579,7 +579,7 @@ fn invalid_config_fails_cleanly() {
             .arg(&id)
             .output()
             .unwrap();
-        out.assert_clean_failure(2);
+        out.assert_clean_failure(1);
         assert!(
             !rt.list_ids().unwrap().contains(&id),
             "config {bad:?} left state"
@@ -588,13 +588,13 @@ fn invalid_config_fails_cleanly() {
     // A bundle without config.json at all.
     std::fs::remove_file(b.config_path()).unwrap();
     rt.exec_args(&["create", "--bundle", b.path().to_str().unwrap(), &id])
-        .assert_clean_failure(2);
+        .assert_clean_failure(1);
     assert!(!rt.list_ids().unwrap().contains(&id));
     // A spec whose process does not exist: create or start fails, and the failure is reported.
     let id2 = unique_id("badargs");
     let b2 = bundle(SpecBuilder::new(&id2).args(["/no/such/program"]));
     let out = rt.run(&id2, &b2);
-    out.assert_clean_failure(3);
+    out.assert_clean_failure(1);
     assert!(
         !rt.list_ids().unwrap().contains(&id2),
         "failed run left state"
@@ -620,7 +620,7 @@ fn duplicate_id_is_rejected_and_original_kept() {
         .arg(&id)
         .output()
         .unwrap();
-    out.assert_clean_failure(2);
+    out.assert_clean_failure(1);
     assert!(
         out.stderr.contains("exist"),
         "message says it exists: {out}"
@@ -647,7 +647,7 @@ fn unknown_id_fails_cleanly_for_every_verb() {
         vec!["ps", &id],
     ] {
         let out = rt.exec_args(&args);
-        out.assert_clean_failure(2);
+        out.assert_clean_failure(1);
     }
     assert!(rt.list_ids().unwrap().is_empty());
 }
@@ -661,7 +661,7 @@ fn invalid_container_id_is_rejected() {
     let b = bundle(SpecBuilder::new(&id).args(["true"]));
     for bad in ["../escape", "a/b", ".."] {
         rt.exec_args(&["create", "--bundle", b.path().to_str().unwrap(), bad])
-            .assert_clean_failure(2);
+            .assert_clean_failure(1);
     }
     assert!(rt.list_ids().unwrap().is_empty());
     assert!(!rt.root().parent().unwrap().join("escape").exists());
