@@ -82,9 +82,35 @@ pub fn build(
         },
         Err(err) => {
             cleanup_failed(&dir, prepared, req.id);
-            Err(anyhow::Error::new(err).context(format!("create container {}", req.id)))
+            let err = anyhow::Error::new(err);
+            let err = match runc_exec_error(&err, prepared) {
+                Some(runc_style) => err.context(runc_style),
+                None => err,
+            };
+            Err(err.context(format!("create container {}", req.id)))
         }
     }
+}
+
+/// Docker decides between exit codes 127/126/125 by looking for runc's wording
+/// ("executable file not found", "no such file or directory", "permission denied")
+/// in the error, so a missing executable is reported in runc's words too.
+fn runc_exec_error(err: &anyhow::Error, prepared: &PreparedBundle) -> Option<String> {
+    let text = crate::observability::error_line(err);
+    if !text.contains("not found in $PATH") {
+        return None;
+    }
+    let arg0 = prepared
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.args().as_ref())
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or_default();
+    Some(format!(
+        "exec: {arg0:?}: executable file not found in $PATH"
+    ))
 }
 
 /// Remove what a failed create may have left: processes, cgroup, state dir, shadow.
