@@ -10,21 +10,31 @@ use crate::state::load;
 /// `berth-runtime kill [--all] <id> [signal]`.
 pub fn kill(global: &GlobalOpts, args: KillArgs) -> Result<()> {
     let signal = parse_signal(&args.signal).map_err(|e| anyhow!(e))?;
-    let (mut container, _) = load(&global.root, &args.container_id)?;
+    let (mut container, dir) = load(&global.root, &args.container_id)?;
     let before = container.status();
     if before == ContainerStatus::Stopped && !args.all {
         bail!("container {} is not running", args.container_id);
     }
-    container
-        .kill(signal, args.all)
-        .with_context(|| format!("kill container {}", args.container_id))?;
+    // A foreground `run` may reap the container and delete its state while we signal
+    // it; once the state is gone the signal has done its job, as with runc.
+    let gone = || !dir.join("state.json").exists();
+    if let Err(err) = container.kill(signal, args.all) {
+        if gone() {
+            tracing::debug!(container_id = %args.container_id, "container deleted while being killed");
+            return Ok(());
+        }
+        return Err(err).with_context(|| format!("kill container {}", args.container_id));
+    }
     // libcontainer records "stopped" after any signal; a created or paused container
     // that survived (say, SIGUSR1) must keep its state or `start`/`resume` break.
     if before != ContainerStatus::Stopped && init_alive(&container) {
         container.set_status(before);
-        container
-            .save()
-            .with_context(|| format!("save state of container {}", args.container_id))?;
+        if let Err(err) = container.save() {
+            if !gone() {
+                return Err(err)
+                    .with_context(|| format!("save state of container {}", args.container_id));
+            }
+        }
     }
     Ok(())
 }
