@@ -39,4 +39,4 @@ cargo build --workspace --bins
 if [ $# -eq 0 ]; then
     set -- --workspace
 fi
-cargo test "$@" -- --include-ignored
+cargo test --no-fail-fast "$@" -- --include-ignored
