@@ -11,6 +11,7 @@
 //! | [`Cmd`] / [`Output`] | running any binary with a bounded wait, output captured to files (never a pipe a container could keep open) |
 //! | [`cgroup`] | cgroup v1 / hybrid / v2 detection and the host path of a container's limit files |
 //! | [`console`] | a `--console-socket` listener that receives the pty master over `SCM_RIGHTS` |
+//! | [`daemon::Daemon`] | a long-running process (berthd, supervisor, registry) with its log in a file, readiness waits (unix socket, TCP, predicate), SIGTERM-then-SIGKILL on drop, and its log tail printed when the test fails |
 //! | [`bins`] | paths of workspace binaries (`target/<profile>/berth-runtime`, ...) and host tools |
 //!
 //! A typical root test:
@@ -45,6 +46,7 @@ pub mod bins;
 pub mod bundle;
 pub mod cgroup;
 pub mod console;
+pub mod daemon;
 pub mod ids;
 pub mod process;
 pub mod rootfs;
