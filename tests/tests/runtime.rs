@@ -707,3 +707,111 @@ fn ps_lists_container_processes() {
     let pids: Vec<i64> = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(pids, vec![pid]);
 }
+
+// ---- what containerd's and Docker's shims rely on ----
+
+#[test]
+#[ignore = "needs root: creates containers"]
+fn create_and_exec_write_pid_files() {
+    skip_unless_root!();
+    let id = unique_id("pidfile");
+    let b = bundle(SpecBuilder::new(&id).args(IDLE));
+    let rt = Runtime::under_test();
+    let pid_file = b.path().join("init.pid");
+    rt.create_with(&id, &b, &["--pid-file", pid_file.to_str().unwrap()])
+        .assert_success();
+    let written = std::fs::read_to_string(&pid_file).expect("create writes --pid-file");
+    assert_eq!(written.trim(), rt.state(&id).unwrap().pid.to_string());
+    rt.start(&id).assert_success();
+
+    // containerd's exec: `exec --process P --detach --pid-file F ID`.
+    let process = b
+        .write_process_json("exec.json", &["sleep", "200"])
+        .unwrap();
+    let exec_pid_file = b.path().join("exec.pid");
+    let out = rt
+        .cmd()
+        .args(["exec", "--process"])
+        .arg(&process)
+        .args(["--detach", "--pid-file"])
+        .arg(&exec_pid_file)
+        .arg(&id)
+        .output()
+        .unwrap();
+    out.assert_success();
+    let exec_pid = std::fs::read_to_string(&exec_pid_file)
+        .expect("exec writes --pid-file")
+        .trim()
+        .to_string();
+    let cmdline = std::fs::read_to_string(format!("/proc/{exec_pid}/cmdline")).unwrap();
+    assert_eq!(cmdline.replace('\0', " ").trim(), "sleep 200");
+    let ps = rt.exec_args(&["ps", "--format", "json", &id]);
+    let pids: Vec<i64> = serde_json::from_str(ps.stdout.trim()).unwrap();
+    assert!(pids.contains(&exec_pid.parse().unwrap()), "{ps}");
+}
+
+#[test]
+#[ignore = "needs root: creates containers and cgroups"]
+fn update_changes_the_memory_limit() {
+    skip_unless_root!();
+    let id = unique_id("update");
+    let b = bundle(SpecBuilder::new(&id).args(IDLE).memory_limit(64 << 20));
+    let rt = Runtime::under_test();
+    start_idle(&rt, &id, &b);
+    rt.exec_args(&["update", "--memory", "134217728", &id])
+        .assert_success();
+    let file = CgroupMode::detect().memory_limit_file(&b.cgroups_path().unwrap());
+    assert_eq!(read_limit(&file), Some(128 << 20));
+}
+
+#[test]
+#[ignore = "needs root: creates containers"]
+fn events_stats_prints_one_json_snapshot() {
+    skip_unless_root!();
+    let id = unique_id("stats");
+    let b = bundle(SpecBuilder::new(&id).args(IDLE).memory_limit(64 << 20));
+    let rt = Runtime::under_test();
+    start_idle(&rt, &id, &b);
+    let out = rt.exec_args(&["events", "--stats", &id]);
+    out.assert_success();
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("one JSON object");
+    assert_eq!(v["type"], "stats", "{out}");
+    assert_eq!(v["id"], id.as_str(), "{out}");
+    assert!(
+        v["data"]["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0,
+        "{out}"
+    );
+    assert_eq!(v["data"]["memory"]["usage"]["limit"], 64u64 << 20, "{out}");
+    assert!(
+        v["data"]["pids"]["current"].as_u64().unwrap_or(0) >= 1,
+        "{out}"
+    );
+}
+
+#[test]
+#[ignore = "needs root: runtime state"]
+fn log_json_records_the_error_for_the_shim() {
+    skip_unless_root!();
+    let base = Runtime::under_test();
+    let log = base.root().join("runtime-log.json");
+    let rt = Runtime::new(base.binary()).with_global_args([
+        "--log".to_string(),
+        log.to_string_lossy().into_owned(),
+        "--log-format".to_string(),
+        "json".to_string(),
+    ]);
+    let out = rt.exec_args(&["state", &unique_id("nolog")]);
+    assert_ne!(out.code(), 0, "{out}");
+    let text = std::fs::read_to_string(&log).expect("--log file written");
+    let last: serde_json::Value = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .map(|l| serde_json::from_str(l).expect("log lines are JSON"))
+        .expect("an error line in the log");
+    assert_eq!(last["level"], "error", "{text}");
+    assert!(
+        last["msg"].as_str().unwrap_or("").contains("not exist"),
+        "{text}"
+    );
+}
