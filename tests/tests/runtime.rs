@@ -805,8 +805,7 @@ fn log_json_records_the_error_for_the_shim() {
     let text = std::fs::read_to_string(&log).expect("--log file written");
     let last: serde_json::Value = text
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("log lines are JSON"))
         .expect("an error line in the log");
     assert_eq!(last["level"], "error", "{text}");
