@@ -259,8 +259,7 @@ impl Stdin {
                     tokio::spawn(async move {
                         let mut buf = vec![0u8; 4096];
                         while let Ok(n) = r.read(&mut buf).await {
-                            if n == 0 || tx.send(StdinMsg::Data(buf[..n].to_vec())).await.is_err()
-                            {
+                            if n == 0 || tx.send(StdinMsg::Data(buf[..n].to_vec())).await.is_err() {
                                 break;
                             }
                         }
@@ -363,7 +362,11 @@ mod tests {
         f.take(len).read_to_string(&mut text).unwrap();
         let logged: Vec<u8> = text
             .lines()
-            .flat_map(|l| crate::log::decode_line(LogFormat::Json, l.as_bytes()).unwrap().1)
+            .flat_map(|l| {
+                crate::log::decode_line(LogFormat::Json, l.as_bytes())
+                    .unwrap()
+                    .1
+            })
             .collect();
         assert_eq!(logged, b"one\n");
         assert_eq!(&sub.pending[0].data[..], b"tw");

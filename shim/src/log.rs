@@ -230,14 +230,7 @@ impl LogFile {
         time: &str,
     ) -> io::Result<()> {
         let start = self.batch.len();
-        format_line(
-            &mut self.batch,
-            self.format,
-            stream,
-            time,
-            content,
-            partial,
-        );
+        format_line(&mut self.batch, self.format, stream, time, content, partial);
         let len = (self.batch.len() - start) as u64;
         let written = self.size + start as u64;
         if written > 0 && written + len > self.max_size {
@@ -269,10 +262,7 @@ impl LogFile {
             self.file.set_len(0)?;
         } else {
             for n in (1..self.max_files - 1).rev() {
-                match fs::rename(
-                    rotated_path(&self.path, n),
-                    rotated_path(&self.path, n + 1),
-                ) {
+                match fs::rename(rotated_path(&self.path, n), rotated_path(&self.path, n + 1)) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                     _ => {}
                 }
@@ -363,7 +353,12 @@ mod tests {
             .collect();
         assert_eq!(
             lines,
-            ["stdout F one", "stderr F err", "stdout F two", "stdout P three"]
+            [
+                "stdout F one",
+                "stderr F err",
+                "stdout F two",
+                "stdout P three"
+            ]
         );
     }
 

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use berth_shim::Config;
 use clap::{Args, Parser, Subcommand};
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Parser)]
 #[command(name = "berth-shim", version, about = "per-container shim of berth")]
@@ -62,11 +64,18 @@ impl Flags {
 
 fn init_logging(level: &str) {
     let level: LevelFilter = level.parse().unwrap_or(LevelFilter::INFO);
+    // The shim's own events at `level`; its libraries' (h2 frame dumps) only from warn.
+    let filter = Targets::new()
+        .with_target("berth_shim", level)
+        .with_default(level.min(LevelFilter::WARN));
     // stderr is `<state-dir>/shim.log` for a started shim.
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::io::stderr),
+        )
+        .with(filter)
         .init();
 }
 

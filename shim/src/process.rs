@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use berth_proto::types::v1::{LogFormat, ProcessState, Status, StdStream, Io};
+use berth_proto::types::v1::{Io, LogFormat, ProcessState, Status, StdStream};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use tokio::sync::watch;
@@ -282,11 +282,15 @@ impl Process {
 
     /// Resizes the pty.
     pub fn resize(&self, width: u32, height: u32) -> Result<()> {
-        let pty = self.lock().pty.clone().ok_or_else(|| {
-            ShimError::FailedPrecondition("process has no terminal".to_string())
-        })?;
-        pty.resize(width.min(u16::MAX as u32) as u16, height.min(u16::MAX as u32) as u16)
-            .map_err(|e| ShimError::io("resize pty", "", e))
+        let pty =
+            self.lock().pty.clone().ok_or_else(|| {
+                ShimError::FailedPrecondition("process has no terminal".to_string())
+            })?;
+        pty.resize(
+            width.min(u16::MAX as u32) as u16,
+            height.min(u16::MAX as u32) as u16,
+        )
+        .map_err(|e| ShimError::io("resize pty", "", e))
     }
 
     /// A writer to the process's stdin, if it has one still open.

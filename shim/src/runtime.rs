@@ -129,8 +129,14 @@ impl Runtime {
                 .map_err(|e| ShimError::io("run runtime", &self.binary, e))?
         };
         let pid = child.id();
-        let stdout = child.stdout.take().map(|s| tokio::spawn(read_all(s.into())));
-        let stderr = child.stderr.take().map(|s| tokio::spawn(read_all(s.into())));
+        let stdout = child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(read_all(s.into())));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(read_all(s.into())));
         if let (Some(stdin), Some(data)) = (child.stdin.take(), input) {
             let data = data.to_vec();
             let fd: OwnedFd = stdin.into();

@@ -132,7 +132,12 @@ impl Shim {
     fn spec_terminal(json: &[u8]) -> Option<bool> {
         let v: serde_json::Value = serde_json::from_slice(json).ok()?;
         let process = v.get("process").unwrap_or(&v);
-        Some(process.get("terminal").and_then(|t| t.as_bool()).unwrap_or(false))
+        Some(
+            process
+                .get("terminal")
+                .and_then(|t| t.as_bool())
+                .unwrap_or(false),
+        )
     }
 
     fn read_pid_file(path: &std::path::Path) -> Result<u32> {
@@ -509,7 +514,11 @@ impl Shim {
     pub async fn update(&self, resources: &[u8]) -> Result<()> {
         self.init()?;
         self.runtime
-            .run("update", &args(["update", "-r", "-", &self.cfg.id]), Some(resources))
+            .run(
+                "update",
+                &args(["update", "-r", "-", &self.cfg.id]),
+                Some(resources),
+            )
             .await
             .map(drop)
     }
@@ -726,7 +735,10 @@ impl Task for TaskService {
     ) -> Result<Response<CreateTaskResponse>, Status> {
         let r = req.into_inner();
         rpc("create", &self.shim, "", async {
-            let pid = self.shim.create(&r.bundle, r.io.unwrap_or_default()).await?;
+            let pid = self
+                .shim
+                .create(&r.bundle, r.io.unwrap_or_default())
+                .await?;
             Ok(CreateTaskResponse { pid })
         })
         .await
@@ -753,7 +765,10 @@ impl Task for TaskService {
         .await
     }
 
-    async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+    async fn delete(
+        &self,
+        req: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
         let id = req.into_inner().exec_id;
         rpc("delete", &self.shim, &id, async {
             let (pid, exit) = self.shim.delete(&id).await?;
@@ -886,6 +901,9 @@ impl Task for TaskService {
 
     async fn shutdown(&self, req: Request<ShutdownRequest>) -> Result<Response<()>, Status> {
         let now = req.into_inner().now;
-        rpc("shutdown", &self.shim, "", async { self.shim.shutdown(now) }).await
+        rpc("shutdown", &self.shim, "", async {
+            self.shim.shutdown(now)
+        })
+        .await
     }
 }

@@ -167,7 +167,11 @@ mod tests {
         assert_eq!(cpu.usage_kernel_ns, 20000000);
         assert_eq!(cpu.usage_user_ns, 30000000);
         assert_eq!(
-            (cpu.throttling_periods, cpu.throttled_periods, cpu.throttled_time_ns),
+            (
+                cpu.throttling_periods,
+                cpu.throttled_periods,
+                cpu.throttled_time_ns
+            ),
             (10, 2, 12345)
         );
         let m = s.memory.unwrap();
