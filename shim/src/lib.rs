@@ -9,7 +9,8 @@
 //!
 //! Modules: [`service`] (the RPCs), [`process`] (init/exec lifecycle), [`io`] and [`log`]
 //! (stdio, log files), [`console`] (pty), [`reaper`] (waitpid), [`runtime`] (the runtime's
-//! command line), [`exit`] (exit records), [`stats`] (`events --stats` conversion).
+//! command line), [`exit`] (exit records), [`stats`] (`events --stats` conversion), [`trim`]
+//! (keeps the resident set small).
 #![warn(missing_docs)]
 
 pub mod console;
@@ -22,6 +23,7 @@ pub mod reaper;
 pub mod runtime;
 pub mod service;
 pub mod stats;
+pub mod trim;
 
 use std::ffi::OsString;
 use std::fs;
@@ -224,6 +226,7 @@ async fn serve_async(cfg: Config) -> anyhow::Result<()> {
         "shim serving"
     );
     let shim = service::Shim::new(cfg, reaper);
+    trim::spawn_trimmer(shim.activity());
     let server = tonic::transport::Server::builder()
         .initial_stream_window_size(Some(256 * 1024))
         .initial_connection_window_size(Some(512 * 1024))

@@ -349,7 +349,7 @@ mod tests {
         l.finish(StdStream::Stdout, T).unwrap();
         let lines: Vec<String> = read(&p)
             .lines()
-            .map(|l| l.splitn(2, ' ').nth(1).unwrap().to_string())
+            .map(|l| l.split_once(' ').unwrap().1.to_string())
             .collect();
         assert_eq!(
             lines,

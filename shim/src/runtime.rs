@@ -219,10 +219,9 @@ pub fn error_message(log: &[u8], stderr: &[u8]) -> Option<String> {
         msg: String,
     }
     let from_log = log
-        .split(|b| *b == b'\n')
+        .rsplit(|b| *b == b'\n')
         .filter_map(|l| serde_json::from_slice::<Line>(l).ok())
-        .filter(|l| l.level == "error" && !l.msg.is_empty())
-        .last()
+        .find(|l| l.level == "error" && !l.msg.is_empty())
         .map(|l| l.msg);
     from_log.or_else(|| {
         String::from_utf8_lossy(stderr)

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -53,6 +53,7 @@ pub struct Shim {
     lifecycle: tokio::sync::Mutex<()>,
     shutdown: watch::Sender<bool>,
     console_seq: AtomicU32,
+    activity: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -80,7 +81,13 @@ impl Shim {
             lifecycle: tokio::sync::Mutex::new(()),
             shutdown: watch::channel(false).0,
             console_seq: AtomicU32::new(0),
+            activity: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Poked after every RPC (see [`crate::trim`]).
+    pub fn activity(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.activity)
     }
 
     /// Resolves once Shutdown was accepted (or the deleted-container grace ran out).
@@ -161,7 +168,7 @@ impl Shim {
                 self.cfg.id
             )));
         }
-        if !bundle.is_empty() && PathBuf::from(bundle) != self.cfg.bundle {
+        if !bundle.is_empty() && self.cfg.bundle != Path::new(bundle) {
             return Err(ShimError::InvalidArgument(format!(
                 "bundle {bundle} is not this shim's bundle {}",
                 self.cfg.bundle.display()
@@ -707,7 +714,9 @@ async fn rpc<T>(
     fut: impl std::future::Future<Output = Result<T>>,
 ) -> Result<Response<T>, Status> {
     let span = span(rpc, shim, exec_id);
-    match fut.instrument(span).await {
+    let result = fut.instrument(span).await;
+    shim.activity.notify_one();
+    match result {
         Ok(v) => Ok(Response::new(v)),
         Err(e) => {
             tracing::error!(rpc, exec_id, error = %e, "rpc failed");

@@ -3,6 +3,9 @@
 //! `BERTH_TEST_RUNTIME` picks the runtime: `runc` (default here), `berth` (the workspace's
 //! berth-runtime), or a path.
 
+// The harness helpers below are test code too: any failed step fails the test, as in `#[test]`s.
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +41,14 @@ fn runtime_binary() -> PathBuf {
     }
 }
 
+/// The shim under test: `$BERTH_SHIM_BIN` (e.g. a release build, to measure memory), else
+/// the one cargo built for this test.
+fn shim_binary() -> PathBuf {
+    std::env::var_os("BERTH_SHIM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth-shim")))
+}
+
 async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
     tokio::time::timeout(T, f)
         .await
@@ -65,7 +76,7 @@ impl Shim {
             .tempdir_in("/tmp")
             .unwrap();
         let runtime = runtime_binary();
-        let out = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+        let out = Command::new(shim_binary())
             .arg("start")
             .args(Self::flags(&id, &bundle, dir.path(), &runtime))
             .args(["--log-level", "debug"])
@@ -736,7 +747,7 @@ async fn shim_outlives_its_parent_and_delete_cleans_up_after_it() {
     let out = Command::new("sh")
         .args([
             "-c",
-            &format!("{} start {flags} & wait", env!("CARGO_BIN_EXE_berth-shim")),
+            &format!("{} start {flags} & wait", shim_binary().display()),
         ])
         .output()
         .unwrap();
@@ -769,7 +780,7 @@ async fn shim_outlives_its_parent_and_delete_cleans_up_after_it() {
         libc::kill(pid as i32, libc::SIGKILL);
     }
     berth_tests::wait_until("shim death", T, || (!s.alive()).then_some(())).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+    let out = Command::new(shim_binary())
         .arg("delete")
         .args(Shim::flags(&id, &s.bundle, s.dir.path(), &s.runtime))
         .output()
@@ -785,4 +796,66 @@ async fn shim_outlives_its_parent_and_delete_cleans_up_after_it() {
         .output()
         .unwrap();
     assert!(!state.status.success(), "container still exists");
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs root: runs containers"]
+async fn shim_memory_with_a_running_container() {
+    skip_unless_root!();
+    let id = unique_id("shim-rss");
+    let mut s = Shim::start(
+        SpecBuilder::new(&id)
+            .shell("i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done; cat"),
+    )
+    .await;
+    let mut events = s.events().await;
+    s.create(Io {
+        stdin: true,
+        ..io()
+    })
+    .await;
+    let (tx, mut out) = s
+        .attach(AttachOpen {
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        })
+        .await;
+    s.start_exec("").await;
+    read_until(&mut out, "line 1999\n").await;
+    s.exec("m1", &["sh", "-c", "echo exec"], io()).await;
+    s.start_exec("m1").await;
+    s.wait("m1").await;
+    s.client.stats(StatsRequest {}).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let busy = vm_rss_kib(s.pid);
+    // The shim trims code pages it no longer uses once quiet for 2 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss = vm_rss_kib(s.pid);
+    let private: u64 = fs::read_to_string(format!("/proc/{}/smaps_rollup", s.pid))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Private_Dirty:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    eprintln!(
+        "berth-shim VmRSS with a running container, one attach, one exec done: \
+         {busy} kB right after, {rss} kB when quiet, {private} kB private dirty"
+    );
+    // Debug builds are bigger; the release target is 3 MiB (see README).
+    assert!(rss < 16 * 1024, "shim RSS {rss} kB");
+    drop(tx);
+    s.kill("", 9).await;
+    next_event(&mut events, "/tasks/exit").await;
+    s.delete_and_shutdown().await;
 }
