@@ -41,6 +41,9 @@ use crate::task::{TaskConfig, TaskManager};
 /// Longest path a unix socket address can have (sun_path is 108 bytes with the NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
 
+/// How long in-flight calls may take to finish after SIGTERM.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// What the daemon needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -139,11 +142,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         containers,
         tasks: Arc::clone(&tasks),
         events,
+        shutdown: shutdown.clone(),
     };
-    let result = grpc::router(services)
-        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
-        .await
-        .context("serve gRPC");
+    let serve = grpc::router(services)
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    // Graceful shutdown waits for in-flight calls; Wait and Attach can last forever, so they
+    // get a grace period and are then cut off (clients see the connection close).
+    let drain = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let result = tokio::select! {
+        r = serve => r.context("serve gRPC"),
+        _ = drain => {
+            tracing::warn!("in-flight calls did not finish within the grace period; exiting");
+            Ok(())
+        }
+    };
     tasks.shutdown();
     let _ = std::fs::remove_file(&config.address);
     tracing::info!("stopped; shims keep running");

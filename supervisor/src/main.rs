@@ -1,5 +1,6 @@
 //! berth-supervisor: parses flags, sets up logging, and runs the daemon or the `ctl` client.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -62,9 +63,16 @@ fn sibling(name: &str) -> PathBuf {
 }
 
 fn init_logging(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // A plain level applies to berth's own crate; libraries (h2 frame dumps) log from warn.
+    let directive = if level.contains('=') || level.contains(',') {
+        level.to_string()
+    } else {
+        format!("warn,berth_supervisor={level}")
+    };
+    let filter = EnvFilter::try_new(directive).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -52,6 +52,7 @@ pub mod process;
 pub mod rootfs;
 pub mod runtime;
 pub mod spec;
+pub mod supervisor;
 pub mod tarball;
 
 use std::time::Duration;

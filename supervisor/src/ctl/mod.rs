@@ -276,7 +276,7 @@ async fn dispatch(args: CtlArgs) -> Result<Exit> {
                 .await?
                 .into_inner()
                 .tasks;
-            println!("{:<40} {:<10} {:>8}  {}", "ID", "STATUS", "PID", "IMAGE");
+            println!("{:<40} {:<10} {:>8}  IMAGE", "ID", "STATUS", "PID");
             for ct in list {
                 let t = tasks.iter().find(|t| t.container_id == ct.id);
                 let (status, pid) = match t {

@@ -6,6 +6,7 @@ use berth_proto::supervisor::v1 as pb;
 use berth_proto::supervisor::v1::events_server::Events;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::events::{Event, EventBus, Filter};
@@ -16,6 +17,8 @@ use crate::uds::to_timestamp;
 pub struct EventsApi {
     /// The bus.
     pub events: EventBus,
+    /// Ends every subscription when the supervisor shuts down.
+    pub shutdown: CancellationToken,
 }
 
 /// Domain to proto.
@@ -50,9 +53,14 @@ impl Events for EventsApi {
         };
         let mut rx = self.events.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(16);
+        let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             loop {
-                let item = match rx.recv().await {
+                let received = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = rx.recv() => r,
+                };
+                let item = match received {
                     Ok(ev) if filter.matches(&ev) => Ok(to_envelope(ev)),
                     Ok(_) => continue,
                     Err(RecvError::Lagged(n)) => {

@@ -15,6 +15,7 @@ use berth_proto::supervisor::v1::events_server::EventsServer;
 use berth_proto::supervisor::v1::namespaces_server::NamespacesServer;
 use berth_proto::supervisor::v1::tasks_server::TasksServer;
 use berth_proto::supervisor::v1::version_server::VersionServer;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 use tonic::transport::Server;
 
@@ -31,6 +32,8 @@ pub struct Services {
     pub tasks: Arc<TaskManager>,
     /// Events.
     pub events: EventBus,
+    /// Cancelled when the supervisor shuts down.
+    pub shutdown: CancellationToken,
 }
 
 /// A tonic router serving every service of the supervisor API.
@@ -49,5 +52,6 @@ pub fn router(services: Services) -> Router {
         }))
         .add_service(EventsServer::new(events::EventsApi {
             events: services.events.clone(),
+            shutdown: services.shutdown.clone(),
         }))
 }

@@ -68,6 +68,12 @@ struct Task {
     cancel: CancellationToken,
     /// Serializes dead-shim cleanup.
     cleanup: Mutex<()>,
+    /// Start of the init was requested / its /tasks/start event was forwarded. A container
+    /// that exits at once can make the shim send /tasks/exit before /tasks/start; the exit
+    /// event is then held back until the start event has gone out.
+    start_requested: AtomicBool,
+    start_seen: AtomicBool,
+    held_exit: StdMutex<Option<ExitInfo>>,
 }
 
 impl Task {
@@ -82,7 +88,17 @@ impl Task {
             exit_published: AtomicBool::new(exit.is_some()),
             cancel,
             cleanup: Mutex::new(()),
+            start_requested: AtomicBool::new(false),
+            start_seen: AtomicBool::new(false),
+            held_exit: StdMutex::new(None),
         }
+    }
+
+    fn take_held_exit(&self) -> Option<ExitInfo> {
+        self.held_exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     fn record(&self) -> TaskRecord {
@@ -456,7 +472,7 @@ impl TaskManager {
     fn spawn_forwarder(self: &Arc<Self>, task: &Arc<Task>, stream: tonic::Streaming<ShimEvent>) {
         let mgr = Arc::clone(self);
         let task = Arc::clone(task);
-        let span = tracing::info_span!("shim_events", namespace = %task.namespace, container_id = %task.id);
+        let span = tracing::info_span!(parent: None, "shim_events", namespace = %task.namespace, container_id = %task.id);
         tokio::spawn(async move { mgr.forward_events(task, stream).await }.instrument(span));
     }
 
@@ -553,14 +569,29 @@ impl TaskManager {
         self.events.publish(ev);
     }
 
-    fn on_shim_event(&self, task: &Task, ev: ShimEvent) {
+    fn on_shim_event(self: &Arc<Self>, task: &Arc<Task>, ev: ShimEvent) {
         let init = ev.exec_id.is_empty();
         if init && ev.topic == "/tasks/exit" {
             let exit = exit_from(ev.pid, ev.exit_status, ev.exited_at.as_ref());
             task.note_exit(exit);
-            self.publish_exit(task, exit);
+            if task.start_requested.load(Ordering::SeqCst)
+                && !task.start_seen.load(Ordering::SeqCst)
+            {
+                *task.held_exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(exit);
+                // Should the start event never come, the exit still goes out.
+                let (mgr, task) = (Arc::clone(self), Arc::clone(task));
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    if let Some(exit) = task.take_held_exit() {
+                        mgr.publish_exit(&task, exit);
+                    }
+                });
+            } else {
+                self.publish_exit(task, exit);
+            }
             return;
         }
+        let release = init && ev.topic == "/tasks/start";
         if init && ev.topic == "/tasks/delete" {
             // Published by the supervisor once the task is fully cleaned up.
             return;
@@ -579,6 +610,12 @@ impl TaskManager {
             exit_status: ev.exit_status,
             exited_at: ev.exited_at.as_ref().map(|t| from_timestamp(Some(t))),
         });
+        if release {
+            task.start_seen.store(true, Ordering::SeqCst);
+            if let Some(exit) = task.take_held_exit() {
+                self.publish_exit(task, exit);
+            }
+        }
     }
 
     /// The shim is gone: force-delete the container with the runtime, unmount, and record the
@@ -622,7 +659,7 @@ impl TaskManager {
     /// up after dead ones.
     pub async fn recover(self: &Arc<Self>, records: Vec<TaskRecord>) {
         for record in records {
-            let span = tracing::info_span!("recover", namespace = %record.namespace, container_id = %record.container_id);
+            let span = tracing::info_span!(parent: None, "recover", namespace = %record.namespace, container_id = %record.container_id);
             self.recover_one(record).instrument(span).await;
         }
     }
@@ -682,6 +719,9 @@ impl TaskManager {
     pub async fn start(&self, ns: &str, id: &str, exec_id: &str) -> Result<u32> {
         let task = self.task(ns, id).await?;
         let shim = Self::live_shim(&task)?;
+        if exec_id.is_empty() {
+            task.start_requested.store(true, Ordering::SeqCst);
+        }
         let pid = shim.start(exec_id).await?;
         tracing::info!(pid, "started");
         Ok(pid)
