@@ -228,9 +228,13 @@ pub enum StdinSink {
 }
 
 /// The process's stdin: one writer task fed by the stdin FIFO and by attachers.
+///
+/// It exists from the moment the process is registered, so clients can attach (or open the
+/// FIFO) before Start; what they send is queued until the process's stdin is connected.
 #[derive(Debug)]
 pub struct Stdin {
     tx: mpsc::Sender<StdinMsg>,
+    rx: Mutex<Option<mpsc::Receiver<StdinMsg>>>,
     fifo: Option<AbortHandle>,
 }
 
@@ -244,9 +248,9 @@ impl std::fmt::Debug for StdinMsg {
 }
 
 impl Stdin {
-    /// Starts the writer into `sink`, and a reader of the FIFO at `fifo` if given.
-    pub fn start(sink: StdinSink, fifo: Option<&Path>) -> io::Result<Stdin> {
-        let (tx, mut rx) = mpsc::channel::<StdinMsg>(STDIN_QUEUE);
+    /// A stdin fed by attachers and, if given, by the FIFO at `fifo` (read from now on).
+    pub fn open(fifo: Option<&Path>) -> io::Result<Stdin> {
+        let (tx, rx) = mpsc::channel::<StdinMsg>(STDIN_QUEUE);
         let fifo_task = match fifo {
             Some(path) => {
                 // Read-write, so opening never blocks and writers coming and going never
@@ -268,6 +272,19 @@ impl Stdin {
                 )
             }
             None => None,
+        };
+        Ok(Stdin {
+            tx,
+            rx: Mutex::new(Some(rx)),
+            fifo: fifo_task,
+        })
+    }
+
+    /// Starts writing into `sink` (the process's stdin pipe or pty), queued bytes first.
+    pub fn connect(&self, sink: StdinSink) -> io::Result<()> {
+        let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut rx) = rx else {
+            return Err(io::Error::other("stdin already connected"));
         };
         match sink {
             StdinSink::Pipe(fd) => {
@@ -295,10 +312,7 @@ impl Stdin {
                 });
             }
         }
-        Ok(Stdin {
-            tx,
-            fifo: fifo_task,
-        })
+        Ok(())
     }
 
     /// A handle that forwards bytes to this stdin (for an attacher).

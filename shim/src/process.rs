@@ -167,6 +167,12 @@ impl Process {
         } else {
             None
         };
+        let stdin = match &stdin_path {
+            Some(p) => {
+                Some(Stdin::open(Some(p)).map_err(|e| ShimError::io("open stdin fifo", p, e))?)
+            }
+            None => None,
+        };
         Ok(Arc::new(Process {
             exec_id: exec_id.to_string(),
             terminal: io.terminal,
@@ -177,7 +183,7 @@ impl Process {
             inner: Mutex::new(Inner {
                 phase: Phase::Created,
                 pid: 0,
-                stdin: None,
+                stdin,
                 pty: None,
             }),
             exit: watch::channel(None).0,
@@ -239,12 +245,12 @@ impl Process {
         }
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
-        let stdin = match &self.stdin_path {
-            Some(fifo) => {
+        let stdin = match &self.lock().stdin {
+            Some(stdin) => {
                 let (in_r, in_w) = pipe()?;
-                let stdin = Stdin::start(StdinSink::Pipe(in_w), Some(fifo))
-                    .map_err(|e| ShimError::io("open stdin fifo", fifo, e))?;
-                self.lock().stdin = Some(stdin);
+                stdin
+                    .connect(StdinSink::Pipe(in_w))
+                    .map_err(|e| ShimError::io("connect stdin", "", e))?;
                 in_r
             }
             None => null()?,
@@ -267,16 +273,13 @@ impl Process {
     pub fn attach_pty(&self, master: OwnedFd) -> Result<()> {
         let pty = Arc::new(Pty::new(master).map_err(|e| ShimError::io("use pty master", "", e))?);
         pump_pty(&self.output, Arc::clone(&pty));
-        let stdin = match &self.stdin_path {
-            Some(fifo) => Some(
-                Stdin::start(StdinSink::Pty(Arc::clone(&pty)), Some(fifo))
-                    .map_err(|e| ShimError::io("open stdin fifo", fifo, e))?,
-            ),
-            None => None,
-        };
         let mut inner = self.lock();
+        if let Some(stdin) = &inner.stdin {
+            stdin
+                .connect(StdinSink::Pty(Arc::clone(&pty)))
+                .map_err(|e| ShimError::io("connect stdin", "", e))?;
+        }
         inner.pty = Some(pty);
-        inner.stdin = stdin;
         Ok(())
     }
 

@@ -718,11 +718,9 @@ async fn runtime_errors_reach_the_client_verbatim() {
     )
     .await
     .unwrap_err();
-    assert!(
-        e.message().contains("no such file or directory"),
-        "{}",
-        e.message()
-    );
+    // runc: `... stat /no/such/binary: no such file or directory`; berth-runtime:
+    // `... executable '/no/such/binary' not found`. Either way the runtime's own words.
+    assert!(e.message().contains("/no/such/binary"), "{}", e.message());
     assert!(!e.message().contains("exit status"), "{}", e.message());
     // Nothing was created: shutdown is allowed.
     s.client
@@ -857,5 +855,49 @@ async fn shim_memory_with_a_running_container() {
     drop(tx);
     s.kill("", 9).await;
     next_event(&mut events, "/tasks/exit").await;
+    s.delete_and_shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs root: runs containers"]
+async fn stdin_once_closes_stdin_when_the_attacher_leaves() {
+    skip_unless_root!();
+    let id = unique_id("shim-once");
+    let mut s = Shim::start(SpecBuilder::new(&id).args(["sleep", "100"])).await;
+    s.create(io()).await;
+    s.start_exec("").await;
+    s.exec(
+        "once",
+        &["cat"],
+        Io {
+            stdin: true,
+            stdin_once: true,
+            ..io()
+        },
+    )
+    .await;
+    let (tx, mut out) = s
+        .attach(AttachOpen {
+            exec_id: "once".into(),
+            stdin: true,
+            stdout: true,
+            ..Default::default()
+        })
+        .await;
+    s.start_exec("once").await;
+    tx.send(AttachRequest {
+        msg: Some(Msg::Stdin(b"only once\n".to_vec())),
+    })
+    .await
+    .unwrap();
+    assert!(read_until(&mut out, "only once\n")
+        .await
+        .contains("only once"));
+    // The client leaves: cat gets EOF and exits 0, its output stream ends.
+    drop(tx);
+    assert_eq!(s.wait("once").await, 0);
+    read_until(&mut out, "").await;
+    s.kill("", 9).await;
+    s.wait("").await;
     s.delete_and_shutdown().await;
 }
