@@ -615,6 +615,36 @@ fn bad_requests_fail_with_clear_errors_and_change_nothing() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 
+    // A task the runtime cannot create fails with the runtime's message and leaves nothing.
+    let broken = unique_id("sv-broken");
+    let bb = Bundle::busybox(SpecBuilder::new(&broken).args(["/no/such/binary"])).unwrap();
+    create_container(&sup, NS, sup.container_for(&broken, &bb));
+    let mut tasks = sup.tasks();
+    let err = sup
+        .block_on(async {
+            tasks
+                .create(pb::CreateTaskRequest {
+                    namespace: NS.into(),
+                    container_id: broken.clone(),
+                    io: None,
+                })
+                .await?;
+            tasks
+                .start(pb::StartTaskRequest {
+                    namespace: NS.into(),
+                    container_id: broken.clone(),
+                    exec_id: String::new(),
+                })
+                .await
+                .map(|_| ())
+        })
+        .unwrap_err();
+    assert!(err.message().contains("/no/such/binary"), "{err:?}");
+    let out = sup.ctl(NS, ["delete", "--force", &broken]);
+    out.assert_success();
+    assert!(sup.live_shim_pids().is_empty(), "no shim left");
+    assert!(mounts_under(&sup.state()).is_empty());
+
     // A running task: deleting it (without force) or its container is refused.
     create_task(&sup, NS, &id);
     start(&sup, NS, &id, "");
