@@ -713,3 +713,63 @@ fn ctl_run_prints_output_and_exits_with_the_status() {
     v.assert_success();
     assert!(v.stdout.contains("server: 0.1.0"), "{v}");
 }
+
+#[test]
+#[ignore = "needs root: runs the supervisor"]
+fn container_update_replaces_masked_fields_and_survives_restart() {
+    skip_unless_root!();
+    let mut sup = Supervisor::start();
+    let id = unique_id("sv-update");
+    let b = bundle(&id, "true");
+    let mut c = sup.container_for(&id, &b);
+    c.labels = [("tier".to_string(), "web".to_string())].into();
+    c.image = "busybox:1".into();
+    create_container(&sup, NS, c.clone());
+
+    let mut upd = c.clone();
+    upd.labels = [("tier".to_string(), "db".to_string())].into();
+    upd.image = "ignored".into();
+    let got = sup
+        .block_on(sup.containers().update(pb::UpdateContainerRequest {
+            namespace: NS.into(),
+            container: Some(upd.clone()),
+            update_mask: vec!["labels".into()],
+        }))
+        .expect("update")
+        .into_inner()
+        .container
+        .unwrap();
+    assert_eq!(got.labels.get("tier").map(String::as_str), Some("db"));
+    assert_eq!(got.image, "busybox:1", "fields outside the mask are kept");
+    let err = sup
+        .block_on(sup.containers().update(pb::UpdateContainerRequest {
+            namespace: NS.into(),
+            container: Some(upd),
+            update_mask: vec!["id".into()],
+        }))
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    sup.kill9();
+    sup.restart();
+    let filtered = sup
+        .block_on(sup.containers().list(pb::ListContainersRequest {
+            namespace: NS.into(),
+            label_filter: [("tier".to_string(), "db".to_string())].into(),
+        }))
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(filtered[0].image, "busybox:1");
+    assert_eq!(filtered[0].spec, c.spec, "the spec is stored as given");
+    let none = sup
+        .block_on(sup.containers().list(pb::ListContainersRequest {
+            namespace: NS.into(),
+            label_filter: [("tier".to_string(), "web".to_string())].into(),
+        }))
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(none.is_empty());
+}
