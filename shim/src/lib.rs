@@ -8,7 +8,7 @@
 //! crash-safely so a restarted supervisor finds it.
 //!
 //! Modules: [`service`] (the RPCs), [`process`] (init/exec lifecycle), [`io`] and [`log`]
-//! (stdio, log files), [`console`] (pty), [`reaper`] (waitpid), [`runtime`] (the runtime's
+//! (stdio, log files), [`console`] (pty), [`oom`] (OOM events), [`reaper`] (waitpid), [`runtime`] (the runtime's
 //! command line), [`exit`] (exit records), [`stats`] (`events --stats` conversion), [`trim`]
 //! (keeps the resident set small).
 #![warn(missing_docs)]
@@ -18,6 +18,7 @@ pub mod error;
 pub mod exit;
 pub mod io;
 pub mod log;
+pub mod oom;
 pub mod process;
 pub mod reaper;
 pub mod runtime;

@@ -222,6 +222,16 @@ impl Shim {
         proc.set_pid(pid);
         self.procs().init = Some(Arc::clone(&proc));
         self.watch_exit(&proc, self.reaper.subscribe(pid));
+        let shim = Arc::downgrade(self);
+        let watched = crate::oom::watch(pid, move || {
+            if let Some(shim) = shim.upgrade() {
+                tracing::warn!(pid, "oom");
+                shim.emit("/tasks/oom", "", pid, None);
+            }
+        });
+        if let Err(e) = watched {
+            tracing::warn!(pid, error = %e, "no oom events");
+        }
         tracing::info!(pid, "created");
         self.emit("/tasks/create", "", pid, None);
         Ok(pid)

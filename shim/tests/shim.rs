@@ -901,3 +901,24 @@ async fn stdin_once_closes_stdin_when_the_attacher_leaves() {
     s.wait("").await;
     s.delete_and_shutdown().await;
 }
+
+#[tokio::test]
+#[ignore = "needs root: runs containers"]
+async fn oom_kill_emits_an_oom_event() {
+    skip_unless_root!();
+    let id = unique_id("shim-oom");
+    let mut s = Shim::start(
+        SpecBuilder::new(&id)
+            .memory_limit(16 * 1024 * 1024)
+            .shell("sleep 0.3; dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 100"),
+    )
+    .await;
+    let mut events = s.events().await;
+    let pid = s.create(io()).await;
+    s.start_exec("").await;
+    let ev = next_event(&mut events, "/tasks/oom").await;
+    assert_eq!(ev.pid, pid);
+    s.kill("", 9).await;
+    s.wait("").await;
+    s.delete_and_shutdown().await;
+}
