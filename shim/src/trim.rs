@@ -82,11 +82,25 @@ pub fn trim_text() -> usize {
     total
 }
 
-/// Runs [`trim_text`] once things have been quiet for a moment after each [`Notify`] poke.
+/// Gives free heap pages back to the kernel (a burst of output to an attacher leaves freed
+/// buffers behind that glibc would otherwise keep resident).
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only walks glibc's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// After each [`Notify`] poke, waits until there has been no poke for [`DEBOUNCE`], then
+/// runs [`trim_text`] and [`trim_heap`]. Idle shims do not wake up.
 pub fn spawn_trimmer(activity: Arc<Notify>) {
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(DEBOUNCE).await;
+            while tokio::time::timeout(DEBOUNCE, activity.notified())
+                .await
+                .is_ok()
+            {}
+            trim_heap();
             let trimmed = trim_text();
             tracing::trace!(trimmed, "trimmed code pages");
             activity.notified().await;
