@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+use berth_bench::{mean, median_i64, ms, percentile};
 use berth_tests::bins::{workspace_binary, RUNC};
 use berth_tests::{Bundle, SpecBuilder};
 
@@ -210,32 +211,4 @@ fn wait4(pid: libc::pid_t) -> Result<(libc::c_int, libc::rusage)> {
             return Err(err).context("wait4");
         }
     }
-}
-
-fn percentile(xs: &[Duration], p: f64) -> Duration {
-    if xs.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut v = xs.to_vec();
-    v.sort();
-    // Nearest-rank percentile.
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
-}
-
-fn mean(xs: &[Duration]) -> Duration {
-    if xs.is_empty() {
-        return Duration::ZERO;
-    }
-    xs.iter().sum::<Duration>() / xs.len() as u32
-}
-
-fn median_i64(xs: &[i64]) -> i64 {
-    let mut v = xs.to_vec();
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or(0)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
