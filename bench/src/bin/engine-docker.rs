@@ -1,0 +1,504 @@
+//! `engine-docker`: berthd (with its supervisor, shims, berth-runtime) against the real Docker
+//! Engine (Debian's docker.io: dockerd + containerd + containerd-shim-runc-v2 + runc), each
+//! started in its own temp data root, side by side in one run.
+//!
+//! 1. `docker run --rm --network none IMAGE true` end to end, the same docker CLI pointed at
+//!    each daemon, interleaved.
+//! 2. create + start + wait + remove of the same container through the Engine API directly
+//!    (one kept-alive HTTP/1.1 connection per daemon), interleaved.
+//! 3. Memory per container of every engine-side process (daemon, supervisor or containerd,
+//!    shims) with `-c` running `sleep` containers: (growth of the daemons + all shims) / N.
+//! 4. Logs: a container writes `--log-mib` MiB to stdout; time from start to exit (the
+//!    logging pipeline's ingest rate) and the time to read it all back through
+//!    `/containers/{id}/logs`.
+//!
+//! Both daemons get the same busybox image through `POST /images/create?fromSrc=-` (import).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use berth_bench::{
+    is_executable, memory_of, memory_of_all, mib, ms, percentile, pids_matching, run_timed, Memory,
+};
+use berth_tests::bins::workspace_binary;
+use berth_tests::daemon::Daemon;
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+/// berthd vs dockerd: run latency, API lifecycle, memory per container, logs throughput.
+#[derive(Debug, Parser)]
+#[command(name = "engine-docker")]
+struct Args {
+    /// Timed runs per daemon for each latency measurement.
+    #[arg(short = 'n', long, default_value_t = 30)]
+    runs: usize,
+    /// Untimed runs per daemon first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Running containers for the memory measurement (0 skips it).
+    #[arg(short = 'c', long, default_value_t = 50)]
+    containers: usize,
+    /// MiB written to stdout for the logs measurement (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    log_mib: u64,
+    /// Seconds to let every process settle before reading memory.
+    #[arg(long, default_value_t = 5)]
+    settle: u64,
+    /// dockerd binary.
+    #[arg(long, default_value = "/usr/sbin/dockerd")]
+    dockerd: PathBuf,
+    /// docker CLI used for the end-to-end runs (against both daemons).
+    #[arg(long, default_value = "docker")]
+    docker: PathBuf,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+const IMAGE: &str = "benchbox:latest";
+
+/// One engine under measurement.
+struct Engine {
+    name: &'static str,
+    dir: PathBuf,
+    daemon: Daemon,
+    /// Program names of this engine's helper (containerd or supervisor) and shims; their
+    /// command lines name the engine's exec root, which tells them from other engines' ones.
+    helper_name: &'static str,
+    shim_name: &'static str,
+    exec_root: String,
+    conn: Option<SendRequest<Full<Bytes>>>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if !berth_tests::is_root() {
+        bail!("engine-docker needs root (it starts daemons and containers): run it with sudo");
+    }
+    let berthd = workspace_binary("berthd");
+    for b in [
+        &berthd,
+        &workspace_binary("berth-supervisor"),
+        &workspace_binary("berth-shim"),
+        &workspace_binary("berth-runtime"),
+        &args.dockerd,
+    ] {
+        if !is_executable(b) {
+            bail!(
+                "{} not found (cargo build --release -p berth-engine -p berth-supervisor -p \
+                 berth-shim -p berth-runtime -p berth-bench; apt-get install docker.io)",
+                b.display()
+            );
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let dir = tempfile::Builder::new().prefix("bed-").tempdir_in("/tmp")?;
+    let layer = berth_tests::tarball::Layer::busybox()?;
+
+    let mut engines = [
+        Engine::berth(dir.path(), &berthd)?,
+        Engine::docker(dir.path(), &args.dockerd)?,
+    ];
+    for e in &mut engines {
+        rt.block_on(e.connect())?;
+        rt.block_on(e.import(&layer.bytes))
+            .with_context(|| format!("{}: import busybox image", e.name))?;
+    }
+    let result = rt.block_on(measure(&args, &mut engines));
+    for e in &mut engines {
+        rt.block_on(e.remove_all());
+    }
+    result
+}
+
+async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
+    // --- docker run --rm ------------------------------------------------------------------
+    let mut run_times = [Vec::new(), Vec::new()];
+    let mut api_times = [Vec::new(), Vec::new()];
+    eprintln!(
+        "latency: {} warm-up + {} timed runs per daemon, interleaved",
+        args.warmup, args.runs
+    );
+    for i in 0..args.warmup + args.runs {
+        for k in 0..2 {
+            let e = (i + k) % 2;
+            let mut cmd = Command::new(&args.docker);
+            cmd.env("DOCKER_CONFIG", engines[e].dir.join("docker-config"))
+                .arg("-H")
+                .arg(engines[e].host())
+                .args(["run", "--rm", "--network", "none", IMAGE, "true"]);
+            let t = run_timed(&mut cmd, TIMEOUT)
+                .with_context(|| format!("{}: docker run --rm", engines[e].name))?;
+            let t2 = engines[e]
+                .api_lifecycle(&format!("lc-{i}"))
+                .await
+                .with_context(|| format!("{}: API lifecycle", engines[e].name))?;
+            if i >= args.warmup {
+                run_times[e].push(t);
+                api_times[e].push(t2);
+            }
+        }
+    }
+    println!("latency (median / p90 / min)");
+    for (title, times) in [
+        ("docker run --rm true", &run_times),
+        ("API create/start/wait/rm", &api_times),
+    ] {
+        for (e, t) in engines.iter().zip(times.iter()) {
+            println!(
+                "{:<26} {:<8} {:>10} {:>10} {:>10}",
+                title,
+                e.name,
+                ms(percentile(t, 50.0)),
+                ms(percentile(t, 90.0)),
+                ms(*t.iter().min().unwrap_or(&Duration::ZERO)),
+            );
+        }
+        let ratio =
+            percentile(&times[0], 50.0).as_secs_f64() / percentile(&times[1], 50.0).as_secs_f64();
+        println!(
+            "{:<26} ratio berth/docker {ratio:.2}x (target <= 0.33x)",
+            title
+        );
+    }
+
+    // --- memory ---------------------------------------------------------------------------
+    if args.containers > 0 {
+        let n = args.containers;
+        tokio::time::sleep(Duration::from_secs(args.settle)).await;
+        let before = [engines[0].daemons_memory()?, engines[1].daemons_memory()?];
+        eprintln!("memory: starting {n} `sleep` containers on each daemon");
+        for i in 0..n {
+            for e in engines.iter_mut() {
+                let id = e.create(&format!("mem-{i}"), &["sleep", "3600"]).await?;
+                e.post(&format!("/containers/{id}/start"), None).await?;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(args.settle)).await;
+        println!();
+        println!("memory with {n} running containers (RSS / PSS)");
+        println!(
+            "{:<8} {:>24} {:>24} {:>24} {:>22}",
+            "engine", "daemons idle", "daemons with N", "all shims", "per container"
+        );
+        let mut per = [Memory::default(); 2];
+        for (k, e) in engines.iter().enumerate() {
+            let after = e.daemons_memory()?;
+            let shims = e.shim_pids();
+            if shims.len() != n {
+                bail!(
+                    "{}: expected {n} {} processes, found {}",
+                    e.name,
+                    e.shim_name,
+                    shims.len()
+                );
+            }
+            let shim_mem = memory_of_all(&shims)?;
+            per[k] = Memory {
+                rss_kib: (after.rss_kib.saturating_sub(before[k].rss_kib) + shim_mem.rss_kib)
+                    / n as u64,
+                pss_kib: (after.pss_kib.saturating_sub(before[k].pss_kib) + shim_mem.pss_kib)
+                    / n as u64,
+            };
+            let pair = |m: Memory| format!("{} / {}", mib(m.rss_kib), mib(m.pss_kib));
+            println!(
+                "{:<8} {:>24} {:>24} {:>24} {:>22}",
+                e.name,
+                pair(before[k]),
+                pair(after),
+                pair(shim_mem),
+                pair(per[k])
+            );
+        }
+        println!(
+            "ratio berth/docker per container: RSS {:.2}x, PSS {:.2}x (target <= 0.25x)",
+            per[0].rss_kib as f64 / per[1].rss_kib as f64,
+            per[0].pss_kib as f64 / per[1].pss_kib as f64,
+        );
+        for e in engines.iter_mut() {
+            e.remove_all().await;
+        }
+    }
+
+    // --- logs -----------------------------------------------------------------------------
+    if args.log_mib > 0 {
+        let bytes = args.log_mib * 1024 * 1024;
+        // 100-byte lines (99 characters and a newline), as typical log lines.
+        let script = format!(
+            "yes 012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678 | head -c {bytes}"
+        );
+        println!();
+        println!("logs: {} MiB of 100-byte lines on stdout", args.log_mib);
+        let mut write_rate = [0.0; 2];
+        let mut read_rate = [0.0; 2];
+        for (k, e) in engines.iter_mut().enumerate() {
+            let id = e.create("logs", &["sh", "-c", &script]).await?;
+            let start = Instant::now();
+            e.post(&format!("/containers/{id}/start"), None).await?;
+            e.post(&format!("/containers/{id}/wait"), None).await?;
+            let write = start.elapsed();
+            let start = Instant::now();
+            let body = e
+                .get(&format!("/containers/{id}/logs?stdout=1&stderr=1"))
+                .await?;
+            let read = start.elapsed();
+            // Multiplexed framing: 8 bytes of header per frame.
+            let payload = demux_len(&body);
+            if payload < bytes {
+                bail!("{}: logs gave back {payload} of {bytes} bytes", e.name);
+            }
+            write_rate[k] = bytes as f64 / 1048576.0 / write.as_secs_f64();
+            read_rate[k] = bytes as f64 / 1048576.0 / read.as_secs_f64();
+            println!(
+                "{:<8} write (start → exit) {:>10} = {:>7.1} MiB/s   read back {:>10} = {:>7.1} MiB/s",
+                e.name,
+                ms(write),
+                write_rate[k],
+                ms(read),
+                read_rate[k]
+            );
+            e.remove(&id).await?;
+        }
+        println!(
+            "ratio berth/docker throughput: write {:.2}x, read {:.2}x (target >= 2x)",
+            write_rate[0] / write_rate[1],
+            read_rate[0] / read_rate[1]
+        );
+    }
+    Ok(())
+}
+
+/// Payload bytes in a Docker multiplexed stream (8-byte headers with big-endian lengths).
+fn demux_len(mut body: &[u8]) -> u64 {
+    let mut total = 0u64;
+    while body.len() >= 8 {
+        let len = u32::from_be_bytes([body[4], body[5], body[6], body[7]]) as usize;
+        total += len.min(body.len() - 8) as u64;
+        body = &body[(8 + len).min(body.len())..];
+    }
+    total
+}
+
+impl Engine {
+    fn berth(base: &Path, berthd: &Path) -> Result<Engine> {
+        let dir = base.join("berth");
+        std::fs::create_dir_all(&dir)?;
+        let exec_root = dir.join("exec");
+        let mut cmd = Command::new(berthd);
+        cmd.arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(&exec_root)
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("api.sock").display()))
+            .arg("--pidfile")
+            .arg(dir.join("berthd.pid"))
+            .args(["--log-level", "warn"]);
+        let mut daemon = Daemon::spawn("berthd", cmd, dir.join("berthd.log"))?;
+        daemon.wait_for_unix_socket(&dir.join("api.sock"), TIMEOUT)?;
+        let exec = exec_root.to_string_lossy().into_owned();
+        Ok(Engine {
+            name: "berth",
+            dir,
+            daemon,
+            helper_name: "berth-supervisor",
+            shim_name: "berth-shim",
+            exec_root: exec,
+            conn: None,
+        })
+    }
+
+    fn docker(base: &Path, dockerd: &Path) -> Result<Engine> {
+        let dir = base.join("docker");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("daemon.json"), "{}")?;
+        let exec_root = dir.join("exec");
+        let mut cmd = Command::new(dockerd);
+        cmd.arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(&exec_root)
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("api.sock").display()))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("--config-file")
+            .arg(dir.join("daemon.json"))
+            .args(["--bridge", "none", "--iptables=false", "--ip-masq=false"])
+            .args(["--log-level", "warn"]);
+        let mut daemon = Daemon::spawn("dockerd", cmd, dir.join("dockerd.log"))?;
+        daemon.wait_for_unix_socket(&dir.join("api.sock"), TIMEOUT)?;
+        let exec = exec_root.to_string_lossy().into_owned();
+        Ok(Engine {
+            name: "docker",
+            dir,
+            daemon,
+            helper_name: "containerd",
+            shim_name: "containerd-shim-runc-v2",
+            exec_root: exec,
+            conn: None,
+        })
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.join("api.sock").display())
+    }
+
+    /// Pids of the daemon and its helper (supervisor or containerd).
+    fn daemon_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.daemon.pid().into_iter().collect();
+        pids.extend(self.pids_of(self.helper_name));
+        pids
+    }
+
+    fn daemons_memory(&self) -> Result<Memory> {
+        let pids = self.daemon_pids();
+        if pids.len() != 2 {
+            bail!(
+                "{}: expected the daemon and its helper, found pids {pids:?}",
+                self.name
+            );
+        }
+        Ok(memory_of(pids[0])? + memory_of(pids[1])?)
+    }
+
+    fn shim_pids(&self) -> Vec<u32> {
+        self.pids_of(self.shim_name)
+    }
+
+    /// Processes running program `name` with this engine's exec root on their command line.
+    fn pids_of(&self, name: &str) -> Vec<u32> {
+        pids_matching(|c| {
+            let argv0 = c.split(' ').next().unwrap_or_default();
+            argv0.rsplit('/').next() == Some(name) && c.contains(&self.exec_root)
+        })
+    }
+
+    async fn connect(&mut self) -> Result<()> {
+        let stream = tokio::net::UnixStream::connect(self.dir.join("api.sock")).await?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        self.conn = Some(send);
+        Ok(())
+    }
+
+    async fn request(&mut self, method: &str, path: &str, body: Option<Bytes>) -> Result<Bytes> {
+        let json = body.is_some();
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://localhost/v1.41{path}"))
+            .header("Host", "localhost")
+            .header(
+                "Content-Type",
+                if json {
+                    "application/json"
+                } else {
+                    "text/plain"
+                },
+            )
+            .body(Full::new(body.unwrap_or_default()))?;
+        if self.conn.as_ref().is_none_or(|c| c.is_closed()) {
+            self.connect().await?;
+        }
+        let conn = self.conn.as_mut().context("no connection")?;
+        conn.ready().await?;
+        let resp = conn.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!(
+                "{}: {method} {path}: {status}: {}",
+                self.name,
+                String::from_utf8_lossy(&body)
+            );
+        }
+        Ok(body)
+    }
+
+    async fn post(&mut self, path: &str, json: Option<serde_json::Value>) -> Result<Bytes> {
+        let body = json.map(|j| Bytes::from(j.to_string()));
+        self.request("POST", path, body).await
+    }
+
+    async fn get(&mut self, path: &str) -> Result<Bytes> {
+        self.request("GET", path, None).await
+    }
+
+    async fn import(&mut self, tarball: &[u8]) -> Result<()> {
+        let req = hyper::Request::builder()
+            .method("POST")
+            .uri("http://localhost/v1.41/images/create?fromSrc=-&repo=benchbox&tag=latest")
+            .header("Host", "localhost")
+            .header("Content-Type", "application/x-tar")
+            .body(Full::new(Bytes::copy_from_slice(tarball)))?;
+        let conn = self.conn.as_mut().context("no connection")?;
+        let resp = conn.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        if !status.is_success() || text.contains("\"error") {
+            bail!("import: {status}: {text}");
+        }
+        Ok(())
+    }
+
+    async fn create(&mut self, name: &str, cmd: &[&str]) -> Result<String> {
+        let body = serde_json::json!({
+            "Image": IMAGE,
+            "Cmd": cmd,
+            "HostConfig": {
+                "NetworkMode": "none",
+                "LogConfig": {"Type": "json-file", "Config": {"max-size": "1g"}},
+            },
+        });
+        let resp = self
+            .post(&format!("/containers/create?name={name}"), Some(body))
+            .await?;
+        let v: serde_json::Value = serde_json::from_slice(&resp)?;
+        v["Id"]
+            .as_str()
+            .map(str::to_string)
+            .context("create: no Id in response")
+    }
+
+    async fn remove(&mut self, id: &str) -> Result<()> {
+        self.request("DELETE", &format!("/containers/{id}?force=1"), None)
+            .await?;
+        Ok(())
+    }
+
+    /// create + start + wait + remove of a `true` container.
+    async fn api_lifecycle(&mut self, name: &str) -> Result<Duration> {
+        let start = Instant::now();
+        let id = self.create(name, &["true"]).await?;
+        self.post(&format!("/containers/{id}/start"), None).await?;
+        let wait = self.post(&format!("/containers/{id}/wait"), None).await?;
+        self.remove(&id).await?;
+        let elapsed = start.elapsed();
+        let v: serde_json::Value = serde_json::from_slice(&wait)?;
+        if v["StatusCode"] != 0 {
+            bail!("{}: `true` exited with {}", self.name, v["StatusCode"]);
+        }
+        Ok(elapsed)
+    }
+
+    /// Force-removes every container of this daemon (best effort).
+    async fn remove_all(&mut self) {
+        let Ok(list) = self.get("/containers/json?all=1").await else {
+            return;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&list) else {
+            return;
+        };
+        for c in v.as_array().into_iter().flatten() {
+            if let Some(id) = c["Id"].as_str() {
+                let _ = self.remove(id).await;
+            }
+        }
+    }
+}
