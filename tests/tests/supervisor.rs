@@ -773,3 +773,90 @@ fn container_update_replaces_masked_fields_and_survives_restart() {
         .containers;
     assert!(none.is_empty());
 }
+
+#[test]
+#[ignore = "needs root: runs containers under a real supervisor"]
+fn pause_resume_pids_stats_update_and_close_stdin() {
+    skip_unless_root!();
+    let sup = Supervisor::start();
+    let id = unique_id("sv-ctl");
+    // The init reads stdin to EOF, then reports how much it read and exits 7.
+    let b = bundle(&id, "n=$(cat | wc -c); echo read $n; exit 7");
+    create_container(&sup, NS, sup.container_for(&id, &b));
+    let created = sup
+        .block_on(sup.tasks().create(pb::CreateTaskRequest {
+            namespace: NS.into(),
+            container_id: id.clone(),
+            io: Some(types::Io {
+                stdin: true,
+                ..Default::default()
+            }),
+        }))
+        .expect("create task with stdin")
+        .into_inner();
+    assert!(!created.stdin_path.is_empty(), "stdin FIFO path reported");
+    let pid = start(&sup, NS, &id, "");
+
+    // Pause and resume show in the task's status.
+    sup.block_on(sup.tasks().pause(pb::PauseTaskRequest {
+        namespace: NS.into(),
+        container_id: id.clone(),
+    }))
+    .expect("pause");
+    let st = get(&sup, NS, &id).expect("get").process.expect("process");
+    assert_eq!(status_of(&st), types::Status::Paused);
+    sup.block_on(sup.tasks().resume(pb::ResumeTaskRequest {
+        namespace: NS.into(),
+        container_id: id.clone(),
+    }))
+    .expect("resume");
+    let st = get(&sup, NS, &id).expect("get").process.expect("process");
+    assert_eq!(status_of(&st), types::Status::Running);
+
+    // The init is among the container's pids.
+    let pids = sup
+        .block_on(sup.tasks().list_pids(pb::ListPidsRequest {
+            namespace: NS.into(),
+            container_id: id.clone(),
+        }))
+        .expect("list pids")
+        .into_inner()
+        .processes;
+    assert!(pids.iter().any(|p| p.pid == pid), "{pid} in {pids:?}");
+
+    // A memory limit set by Update is what Stats reads back from the cgroup.
+    let limit: u64 = 64 * 1024 * 1024;
+    let resources = serde_json::json!({"memory": {"limit": limit}});
+    sup.block_on(sup.tasks().update(pb::UpdateTaskRequest {
+        namespace: NS.into(),
+        container_id: id.clone(),
+        resources: serde_json::to_vec(&resources).expect("resources json"),
+    }))
+    .expect("update");
+    let stats = sup
+        .block_on(sup.tasks().stats(pb::StatsRequest {
+            namespace: NS.into(),
+            container_id: id.clone(),
+        }))
+        .expect("stats")
+        .into_inner()
+        .stats
+        .expect("stats in response");
+    let mem = stats.memory.expect("memory stats");
+    assert_eq!(mem.limit, limit, "{mem:?}");
+    assert!(mem.usage > 0, "{mem:?}");
+    assert!(stats.pids.expect("pids stats").current >= 1);
+
+    // Closing stdin gives the init EOF; it exits with its own status.
+    sup.block_on(sup.tasks().close_io(pb::CloseIoRequest {
+        namespace: NS.into(),
+        container_id: id.clone(),
+        exec_id: String::new(),
+        stdin: true,
+    }))
+    .expect("close stdin");
+    assert_eq!(wait(&sup, NS, &id, ""), 7);
+    let log = std::fs::read_to_string(&created.log_path).expect("read log");
+    assert!(log.contains("read 0"), "{log}");
+    delete_task(&sup, NS, &id);
+}
