@@ -814,3 +814,24 @@ fn log_json_records_the_error_for_the_shim() {
         "{text}"
     );
 }
+
+/// Docker picks `docker run`'s exit code from the runtime's create error: 127 when it says
+/// "executable file not found" (or "no such file or directory"), 126 for "permission denied".
+#[test]
+#[ignore = "needs root: runtime state"]
+fn exec_failures_are_worded_as_runc_words_them() {
+    skip_unless_root!();
+    let rt = Runtime::under_test();
+    for (args, wording) in [
+        ("nonexistent", "executable file not found in $PATH"),
+        ("/etc/passwd", "permission denied"),
+        ("/etc", "permission denied"),
+    ] {
+        let id = unique_id("execfail");
+        let b = bundle(SpecBuilder::new(&id).args([args]));
+        let out = rt.create(&id, &b);
+        assert_ne!(out.code(), 0, "{args}: {out}");
+        assert!(out.stderr.contains(wording), "{args}: {out}");
+        assert!(!rt.list_ids().unwrap().contains(&id), "{args} left state");
+    }
+}

@@ -97,20 +97,28 @@ pub fn build(
 /// in the error, so a missing executable is reported in runc's words too.
 fn runc_exec_error(err: &anyhow::Error, prepared: &PreparedBundle) -> Option<String> {
     let text = crate::observability::error_line(err);
-    if !text.contains("not found in $PATH") {
-        return None;
+    let arg0 = || {
+        prepared
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().as_ref())
+            .and_then(|a| a.first())
+            .cloned()
+            .unwrap_or_default()
+    };
+    if text.contains("not found in $PATH") {
+        return Some(format!(
+            "exec: {:?}: executable file not found in $PATH",
+            arg0()
+        ));
     }
-    let arg0 = prepared
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.args().as_ref())
-        .and_then(|a| a.first())
-        .cloned()
-        .unwrap_or_default();
-    Some(format!(
-        "exec: {arg0:?}: executable file not found in $PATH"
-    ))
+    // libcontainer: "executable '<path>' at path '<path>' does not have correct permissions"
+    // (not executable, or a directory); runc says "permission denied" (docker: exit 126).
+    if text.contains("does not have correct permissions") {
+        return Some(format!("exec: {:?}: permission denied", arg0()));
+    }
+    None
 }
 
 /// Remove what a failed create may have left: processes, cgroup, state dir, shadow.
