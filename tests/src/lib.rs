@@ -49,6 +49,7 @@ pub mod console;
 pub mod daemon;
 pub mod ids;
 pub mod process;
+pub mod registry;
 pub mod rootfs;
 pub mod runtime;
 pub mod spec;

@@ -1,0 +1,128 @@
+//! berth's registry client: pulls and pushes images over the OCI distribution API for berthd.
+//!
+//! - [`Registry::pull`]: reference → manifest (platform picked from an index) → config →
+//!   layers downloaded in parallel, each hashed, decompressed (gzip, zstd, none) and unpacked
+//!   into the store while it downloads; resumable with Range requests; nothing registered
+//!   unless every blob matched its digest.
+//! - [`Registry::push`]: layers (kept original blobs, or packed deterministically), skipping
+//!   blobs the registry has and mounting from other repositories; config; manifest; tag.
+//! - [`Registry::login`], [`auth`]: credentials as Docker keeps and sends them.
+//! - Progress is reported as [`Progress`] events, which [`Progress::to_docker_json`] turns into
+//!   the lines of Docker's `/images/create` and `/images/{name}/push` streams.
+//!
+//! The image store is reached through [`RegistryStore`]; [`DirStore`] implements it on plain
+//! files until `berth-image` offers the same calls (see `image/REQUESTS.md`).
+
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub mod auth;
+mod client;
+mod error;
+mod fsutil;
+mod login;
+mod manifest;
+pub mod pack;
+mod platform;
+mod progress;
+mod pull;
+mod push;
+pub mod reference;
+pub mod store;
+pub mod unpack;
+
+pub use auth::{decode_registry_auth, encode_registry_auth, AuthConfig, DockerConfigFile};
+pub use error::{Error, ErrorKind, Result};
+pub use fsutil::{sha256_digest, short_id};
+pub use login::LoginResult;
+pub use manifest::{DistributionInspect, ManifestDescriptor};
+pub use platform::Platform;
+pub use progress::{LayerStatus, Progress, ProgressSink};
+pub use pull::{PullOptions, PullReport, ResumedLayer};
+pub use push::{PushOptions, PushReport};
+pub use reference::Reference;
+pub use store::{BlobInfo, DirStore, LocalImage, NewImage, RegistryStore};
+
+/// Docker's default for `max-concurrent-downloads`.
+pub const DEFAULT_MAX_CONCURRENT_DOWNLOADS: usize = 3;
+/// Docker's default for `max-concurrent-uploads`.
+pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 5;
+
+/// The registry part of berthd's config, with daemon.json's key names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct RegistryConfig {
+    /// `insecure-registries`: `host[:port]` or CIDRs spoken to over plain HTTP. Loopback
+    /// addresses are always insecure, as in Docker.
+    pub insecure_registries: Vec<String>,
+    /// `registry-mirrors`: mirrors of Docker Hub (URLs), tried in order before it.
+    pub registry_mirrors: Vec<String>,
+    /// berth's per-registry mirrors: registry domain (`127.0.0.1:5000`, `quay.io`) → mirror
+    /// URLs, tried in order before the registry on pulls.
+    pub mirrors: BTreeMap<String, Vec<String>>,
+    /// `max-concurrent-downloads` (default 3).
+    pub max_concurrent_downloads: usize,
+    /// `max-concurrent-uploads` (default 5).
+    pub max_concurrent_uploads: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            insecure_registries: Vec::new(),
+            registry_mirrors: Vec::new(),
+            mirrors: BTreeMap::new(),
+            max_concurrent_downloads: DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+            max_concurrent_uploads: DEFAULT_MAX_CONCURRENT_UPLOADS,
+        }
+    }
+}
+
+/// The registry client of one berthd: config, the store it pulls into and pushes from, and
+/// what it learned about where blobs live (for cross-repository mounts). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    config: Arc<RegistryConfig>,
+    store: Arc<dyn RegistryStore>,
+    /// Blob digest → repositories (`domain/path`) known to hold it.
+    sources: Arc<std::sync::Mutex<BTreeMap<String, Vec<String>>>>,
+}
+
+impl Registry {
+    /// A client pulling into and pushing from `store`.
+    pub fn new(config: RegistryConfig, store: Arc<dyn RegistryStore>) -> Registry {
+        Registry {
+            config: Arc::new(config),
+            store,
+            sources: Arc::default(),
+        }
+    }
+
+    /// The config in use.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn RegistryStore> {
+        &self.store
+    }
+
+    fn remember_source(&self, digest: &str, repo: &Reference) {
+        let mut s = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let list = s.entry(digest.to_string()).or_default();
+        let name = repo.name();
+        if !list.contains(&name) {
+            list.push(name);
+        }
+    }
+
+    fn sources_of(&self, digest: &str) -> Vec<String> {
+        let s = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        s.get(digest).cloned().unwrap_or_default()
+    }
+}

@@ -1,0 +1,733 @@
+//! The pull pipeline: reference → manifest → config → layers (parallel, streamed into the
+//! store while downloading, resumable) → image registered only when everything verified.
+
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use oci_client::client::BlobResponse;
+use sha2::{Digest, Sha256};
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::auth::AuthConfig;
+use crate::client::{pull_error, Endpoint};
+use crate::error::{Error, Result};
+use crate::fsutil::{check_digest, digest_hex, hex, sha256_digest};
+use crate::manifest::{self, Compression, Descriptor, Parsed};
+use crate::platform::Platform;
+use crate::progress::{LayerStatus, ProgressSink};
+use crate::reference::Reference;
+use crate::store::{BlobInfo, NewImage, RegistryStore};
+use crate::unpack::unpack_layer;
+use crate::Registry;
+
+/// How often (in compressed bytes) a download reports `Downloading`.
+const PROGRESS_EVERY: u64 = 512 * 1024;
+
+/// Options of one pull.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// `--platform` (`linux/arm64`); empty means the host's.
+    pub platform: String,
+    /// Credentials for the registry (from `X-Registry-Auth` or a config file).
+    pub auth: AuthConfig,
+}
+
+/// A layer whose download continued a kept partial blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumedLayer {
+    /// The blob digest.
+    pub digest: String,
+    /// Bytes that were already on disk (the Range request started there).
+    pub offset: u64,
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    /// `sha256:` of the image config (the image id).
+    pub image_id: String,
+    /// The reference as Docker prints it (`busybox:latest`).
+    pub reference: String,
+    /// Digest of the manifest (or of the index, when the reference named one): `Digest: ...`.
+    pub digest: String,
+    /// `name@sha256:...` recorded for the image.
+    pub repo_digest: String,
+    /// The image was already there (`Image is up to date for ...`).
+    pub up_to_date: bool,
+    /// Layers downloaded (blob digests).
+    pub downloaded: Vec<String>,
+    /// Layers the store already had.
+    pub already_existed: Vec<String>,
+    /// Downloads that continued a partial blob with a Range request.
+    pub resumed: Vec<ResumedLayer>,
+    /// Foreign / non-distributable layers that were skipped.
+    pub skipped: Vec<String>,
+    /// The endpoint the image came from (`host[:port]`: a mirror or the registry).
+    pub endpoint: String,
+}
+
+/// One layer to download.
+struct Job {
+    desc: Descriptor,
+    diff_id: String,
+}
+
+/// A downloaded, verified, unpacked layer waiting to be committed.
+struct Done {
+    dir: PathBuf,
+    blob_file: PathBuf,
+    info: BlobInfo,
+    resumed: Option<ResumedLayer>,
+}
+
+impl Registry {
+    /// Pulls `reference` (`name[:tag]` or `name@sha256:...`) into the store, reporting
+    /// progress to `progress`. Docker's messages on failure: `invalid reference format`,
+    /// `manifest for x:y not found: manifest unknown: manifest unknown`, `pull access denied
+    /// for x, repository does not exist or may require 'docker login': ...`.
+    #[tracing::instrument(skip_all, fields(image = %reference))]
+    pub async fn pull(
+        &self,
+        reference: &str,
+        options: &PullOptions,
+        progress: &ProgressSink,
+    ) -> Result<PullReport> {
+        let r = Reference::parse(reference)?.with_default_tag();
+        let platform = Platform::parse(&options.platform)?;
+        let endpoints = self.config.pull_endpoints(&r);
+        let hosts: Vec<String> = endpoints.iter().map(|e| e.host.clone()).collect();
+        let client = self.config.oci_client(&hosts);
+        progress.status(Some(&r.tag_or_digest()), format!("Pulling from {}", r.path));
+
+        // Manifest: mirrors first, then the registry.
+        let mut last_err = None;
+        let mut found = None;
+        for ep in &endpoints {
+            let auth = if ep.mirror {
+                oci_client::secrets::RegistryAuth::Anonymous
+            } else {
+                options.auth.to_oci()
+            };
+            match self
+                .resolve_manifest(&client, &r, ep, &auth, &platform)
+                .await
+            {
+                Ok(m) => {
+                    found = Some((ep.clone(), auth, m));
+                    break;
+                }
+                Err(e) if ep.mirror => {
+                    tracing::warn!(mirror = %ep.host, error = %e, "mirror failed; trying the next endpoint");
+                    last_err = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let Some((ep, _auth, resolved)) = found else {
+            return Err(last_err.unwrap_or_else(|| Error::NotFound("no endpoint".into())));
+        };
+        let oci_ref = r.to_oci(&ep.host);
+
+        // Config blob, verified.
+        let config = fetch_blob(&client, &r, &oci_ref, &resolved.config.digest).await?;
+        let actual = sha256_digest(&config);
+        if actual != resolved.config.digest {
+            return Err(Error::DigestMismatch {
+                what: "image config",
+                expected: resolved.config.digest.clone(),
+                actual,
+            });
+        }
+        let config_json: serde_json::Value = serde_json::from_slice(&config)
+            .map_err(|e| Error::Unsupported(format!("invalid image config: {e}")))?;
+        let diff_ids: Vec<String> = config_json["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if diff_ids.len() != resolved.layers.len() {
+            return Err(Error::Unsupported(format!(
+                "invalid image {}: the manifest has {} layers but the config has {} diff ids",
+                r.familiar_string(),
+                resolved.layers.len(),
+                diff_ids.len()
+            )));
+        }
+        let image_id = actual;
+        let repo_digest = format!("{}@{}", r.familiar_name(), resolved.top_digest);
+        let familiar = r.familiar_string();
+        let repo_tag = r
+            .tag
+            .as_ref()
+            .filter(|_| r.digest.is_none())
+            .map(|_| familiar.clone());
+
+        let mut report = PullReport {
+            image_id: image_id.clone(),
+            reference: familiar.clone(),
+            digest: resolved.top_digest.clone(),
+            repo_digest: repo_digest.clone(),
+            up_to_date: false,
+            downloaded: Vec::new(),
+            already_existed: Vec::new(),
+            resumed: Vec::new(),
+            skipped: Vec::new(),
+            endpoint: ep.host.clone(),
+        };
+
+        // Which layers to fetch.
+        let store = self.store.clone();
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut kept_diff_ids = Vec::new();
+        for (desc, diff_id) in resolved.layers.iter().zip(&diff_ids) {
+            if manifest::is_foreign(&desc.media_type) {
+                progress.layer(
+                    &desc.digest,
+                    LayerStatus::Skipped {
+                        reason: format!("Skipping foreign layer ({})", desc.media_type),
+                    },
+                );
+                tracing::warn!(digest = %desc.digest, media_type = %desc.media_type, "skipping foreign layer");
+                report.skipped.push(desc.digest.clone());
+                continue;
+            }
+            check_digest(&desc.digest)?;
+            kept_diff_ids.push(diff_id.clone());
+            if store.has_layer(diff_id) {
+                if !report.already_existed.contains(&desc.digest) {
+                    progress.layer(&desc.digest, LayerStatus::AlreadyExists);
+                    report.already_existed.push(desc.digest.clone());
+                }
+                continue;
+            }
+            if jobs.iter().any(|j| j.desc.digest == desc.digest) {
+                continue;
+            }
+            jobs.push(Job {
+                desc: desc.clone(),
+                diff_id: diff_id.clone(),
+            });
+        }
+
+        let existing = store.image(&image_id).ok().flatten();
+        let current = match &repo_tag {
+            Some(t) => store.image(t).ok().flatten().map(|i| i.id),
+            None => existing.as_ref().map(|i| i.id.clone()),
+        };
+        if jobs.is_empty() && current.as_deref() == Some(image_id.as_str()) {
+            let s = store.clone();
+            let (rd, id) = (repo_digest.clone(), image_id.clone());
+            blocking(move || s.add_repo_digest(&id, &rd)).await?;
+            progress.status(None, format!("Digest: {}", resolved.top_digest));
+            progress.status(None, format!("Status: Image is up to date for {familiar}"));
+            report.up_to_date = true;
+            return Ok(report);
+        }
+
+        for (i, j) in jobs.iter().enumerate() {
+            progress.layer(&j.desc.digest, LayerStatus::PullingFsLayer);
+            if i >= self.config.max_concurrent_downloads.max(1) {
+                progress.layer(&j.desc.digest, LayerStatus::Waiting);
+            }
+        }
+        let downloads = store.downloads_dir();
+        fs::create_dir_all(&downloads).map_err(|e| Error::io("create dir", &downloads, e))?;
+        let results: Vec<(String, Result<Done>)> = futures_util::stream::iter(jobs)
+            .map(|job| {
+                let client = client.clone();
+                let oci_ref = oci_ref.clone();
+                let r = r.clone();
+                let store = store.clone();
+                let downloads = downloads.clone();
+                let progress = progress.clone();
+                async move {
+                    let digest = job.desc.digest.clone();
+                    let res =
+                        pull_layer(&client, &r, &oci_ref, job, store, &downloads, &progress).await;
+                    (digest, res)
+                }
+            })
+            .buffer_unordered(self.config.max_concurrent_downloads.max(1))
+            .collect()
+            .await;
+
+        // Nothing is stored unless every layer verified.
+        let mut first_err = None;
+        let mut done = Vec::new();
+        for (digest, res) in results {
+            match res {
+                Ok(d) => done.push((digest, d)),
+                Err(e) => {
+                    tracing::debug!(%digest, error = %e, "layer failed");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            for (_, d) in &done {
+                store.discard_layer_dir(&d.dir);
+            }
+            return Err(e);
+        }
+        for (digest, d) in &done {
+            self.remember_source(digest, &r);
+            report.downloaded.push(digest.clone());
+            if let Some(res) = &d.resumed {
+                report.resumed.push(res.clone());
+            }
+        }
+        let s = store.clone();
+        let new_image = NewImage {
+            config,
+            diff_ids: kept_diff_ids,
+            repo_tag,
+            repo_digest,
+        };
+        let commit_progress = progress.clone();
+        let id = blocking(move || {
+            for (digest, d) in done {
+                s.commit_layer(&d.dir, &d.info.diff_id)?;
+                s.put_layer_blob(&d.blob_file, &d.info.diff_id, &d.info)?;
+                commit_progress.layer(&digest, LayerStatus::PullComplete);
+            }
+            s.register_image(new_image)
+        })
+        .await?;
+        debug_assert_eq!(id, image_id);
+        for d in &report.already_existed {
+            self.remember_source(d, &r);
+        }
+        progress.status(None, format!("Digest: {}", resolved.top_digest));
+        progress.status(
+            None,
+            format!("Status: Downloaded newer image for {familiar}"),
+        );
+        tracing::info!(image = %familiar, id = %image_id, "pulled");
+        Ok(report)
+    }
+
+    /// `/distribution/{name}/json`: the manifest descriptor and platforms of a reference.
+    pub async fn inspect_distribution(
+        &self,
+        reference: &str,
+        auth: &AuthConfig,
+    ) -> Result<crate::DistributionInspect> {
+        let r = Reference::parse(reference)?.with_default_tag();
+        let host = r.registry_host();
+        let client = self.config.oci_client(std::slice::from_ref(&host));
+        let oci_ref = r.to_oci(&host);
+        let (body, digest) = client
+            .pull_manifest_raw(&oci_ref, &auth.to_oci(), manifest::ACCEPT)
+            .await
+            .map_err(|e| pull_error(&r, &format!("fetch manifest of {r}"), e))?;
+        let parsed = manifest::parse(&body, &r.familiar_string())?;
+        let (media_type, platforms) = match parsed {
+            Parsed::Index {
+                media_type,
+                manifests,
+            } => (
+                media_type,
+                manifests
+                    .iter()
+                    .filter_map(|m| m.platform.as_ref())
+                    .map(|p| crate::Platform {
+                        os: p.os.clone(),
+                        architecture: p.architecture.clone(),
+                        variant: p.variant.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+            ),
+            Parsed::Image {
+                media_type, config, ..
+            } => {
+                let cfg = fetch_blob(&client, &r, &oci_ref, &config.digest).await?;
+                let v: serde_json::Value = serde_json::from_slice(&cfg).unwrap_or_default();
+                let p = crate::Platform {
+                    os: v["os"].as_str().unwrap_or("linux").to_string(),
+                    architecture: v["architecture"].as_str().unwrap_or("").to_string(),
+                    variant: v["variant"].as_str().unwrap_or("").to_string(),
+                };
+                (media_type, vec![p])
+            }
+        };
+        Ok(crate::DistributionInspect {
+            descriptor: crate::ManifestDescriptor {
+                media_type,
+                digest,
+                size: body.len() as u64,
+            },
+            platforms,
+        })
+    }
+
+    /// Fetches the manifest at `ep`, following an index to `platform`'s manifest.
+    async fn resolve_manifest(
+        &self,
+        client: &oci_client::Client,
+        r: &Reference,
+        ep: &Endpoint,
+        auth: &oci_client::secrets::RegistryAuth,
+        platform: &Platform,
+    ) -> Result<Resolved> {
+        let oci_ref = r.to_oci(&ep.host);
+        let ctx = format!("fetch manifest of {r} from {}", ep.host);
+        let (body, digest) = client
+            .pull_manifest_raw(&oci_ref, auth, manifest::ACCEPT)
+            .await
+            .map_err(|e| pull_error(r, &ctx, e))?;
+        match manifest::parse(&body, &r.familiar_string())? {
+            Parsed::Image { config, layers, .. } => Ok(Resolved {
+                top_digest: digest,
+                config,
+                layers,
+            }),
+            Parsed::Index { manifests, .. } => {
+                let entry = manifest::select_platform(&manifests, platform)?;
+                let by_digest = oci_ref.clone_with_digest(entry.digest.clone());
+                let (body, _) = client
+                    .pull_manifest_raw(&by_digest, auth, manifest::ACCEPT)
+                    .await
+                    .map_err(|e| pull_error(r, &ctx, e))?;
+                let actual = sha256_digest(&body);
+                if actual != entry.digest {
+                    return Err(Error::DigestMismatch {
+                        what: "manifest",
+                        expected: entry.digest.clone(),
+                        actual,
+                    });
+                }
+                match manifest::parse(&body, &r.familiar_string())? {
+                    Parsed::Image { config, layers, .. } => Ok(Resolved {
+                        top_digest: digest,
+                        config,
+                        layers,
+                    }),
+                    Parsed::Index { .. } => Err(Error::Unsupported(format!(
+                        "unsupported manifest for {}: nested index",
+                        r.familiar_string()
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// A manifest resolved for the platform.
+struct Resolved {
+    /// What the reference named (the index digest for a multi-platform image).
+    top_digest: String,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+/// Runs store work off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Store(format!("blocking task failed: {e}")))?
+}
+
+/// Fetches a small blob (a config) whole.
+async fn fetch_blob(
+    client: &oci_client::Client,
+    r: &Reference,
+    oci_ref: &oci_client::Reference,
+    digest: &str,
+) -> Result<Vec<u8>> {
+    let ctx = format!("fetch blob {digest} of {r}");
+    let resp = client
+        .pull_blob_stream_partial(oci_ref, digest, 0, None)
+        .await
+        .map_err(|e| pull_error(r, &ctx, e))?;
+    let mut stream = match resp {
+        BlobResponse::Full(s) | BlobResponse::Partial(s) => s.stream,
+    };
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::registry(ctx.clone(), e.into()))?;
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Downloads one layer into the store's temp layer dir, resuming a kept partial blob.
+async fn pull_layer(
+    client: &oci_client::Client,
+    r: &Reference,
+    oci_ref: &oci_client::Reference,
+    job: Job,
+    store: Arc<dyn RegistryStore>,
+    downloads: &Path,
+    progress: &ProgressSink,
+) -> Result<Done> {
+    let digest = job.desc.digest.clone();
+    let partial = downloads.join(format!("{}.partial", digest_hex(&digest)));
+    let have = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+    // A kept prefix as long as the blob cannot be continued: start again.
+    let offset = if job.desc.size > 0 && have >= job.desc.size {
+        0
+    } else {
+        have
+    };
+    let ctx = format!("download layer {digest} of {r}");
+    let resp = client
+        .pull_blob_stream_partial(oci_ref, digest.as_str(), offset, None)
+        .await
+        .map_err(|e| pull_error(r, &ctx, e))?;
+    let (stream, from) = match resp {
+        BlobResponse::Partial(s) => (s, offset),
+        // The registry ignored the Range header: the body is the whole blob.
+        BlobResponse::Full(s) => (s, 0),
+    };
+    if from > 0 {
+        tracing::info!(%digest, offset = from, "resuming layer download");
+        progress.layer(&digest, LayerStatus::Resuming { offset: from });
+    }
+    let reader = SyncIoBridge::new(StreamReader::new(stream.stream));
+    let dir = {
+        let s = store.clone();
+        blocking(move || s.new_layer_dir()).await?
+    };
+    let progress = progress.clone();
+    let dir2 = dir.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        layer_pipeline(reader, &partial, from, &job, &dir2, &progress).map(|info| (info, partial))
+    })
+    .await
+    .map_err(|e| Error::Store(format!("layer task failed: {e}")))?;
+    match res {
+        Ok((info, blob_file)) => Ok(Done {
+            dir,
+            blob_file,
+            info,
+            resumed: (from > 0).then(|| ResumedLayer {
+                digest: digest.clone(),
+                offset: from,
+            }),
+        }),
+        Err(e) => {
+            store.discard_layer_dir(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// Reads the kept prefix of a partial blob, then the network, writing what comes from the
+/// network to the partial file; hashes and counts everything; reports `Downloading`.
+struct Tee<'a, R> {
+    prefix: Option<io::Take<File>>,
+    net: R,
+    out: File,
+    hasher: Sha256,
+    count: u64,
+    total: u64,
+    reported: u64,
+    /// The network read that failed, if one did (the partial blob is then kept).
+    net_error: Option<String>,
+    digest: &'a str,
+    progress: &'a ProgressSink,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.prefix.as_mut() {
+            Some(p) => match p.read(buf)? {
+                0 => {
+                    self.prefix = None;
+                    return self.read(buf);
+                }
+                n => n,
+            },
+            None => {
+                let n = match self.net.read(buf) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.net_error = Some(e.to_string());
+                        return Err(e);
+                    }
+                };
+                self.out.write_all(&buf[..n])?;
+                n
+            }
+        };
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        if self.count - self.reported >= PROGRESS_EVERY || (n == 0 && self.count != self.reported) {
+            self.reported = self.count;
+            self.progress.layer(
+                self.digest,
+                LayerStatus::Downloading {
+                    current: self.count,
+                    total: self.total,
+                },
+            );
+        }
+        Ok(n)
+    }
+}
+
+/// download → sha256 → decompress → untar, all streaming; then verify digest, size, diff id.
+fn layer_pipeline<R: Read>(
+    net: R,
+    partial: &Path,
+    from: u64,
+    job: &Job,
+    dir: &Path,
+    progress: &ProgressSink,
+) -> Result<BlobInfo> {
+    let digest = job.desc.digest.as_str();
+    let mut out = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(partial)
+        .map_err(|e| Error::io("open", partial, e))?;
+    out.set_len(from)
+        .map_err(|e| Error::io("truncate", partial, e))?;
+    out.seek(io::SeekFrom::End(0))
+        .map_err(|e| Error::io("seek", partial, e))?;
+    let prefix = if from > 0 {
+        Some(
+            File::open(partial)
+                .map_err(|e| Error::io("open", partial, e))?
+                .take(from),
+        )
+    } else {
+        None
+    };
+    let mut tee = Tee {
+        prefix,
+        net,
+        out,
+        hasher: Sha256::new(),
+        count: 0,
+        total: job.desc.size,
+        reported: 0,
+        net_error: None,
+        digest,
+        progress,
+    };
+    let unpacked = {
+        let mut buf = BufReader::with_capacity(256 * 1024, &mut tee);
+        let compression = match manifest::compression_of(&job.desc.media_type) {
+            Compression::Sniff => {
+                let head = buf.fill_buf().map_err(|e| net_err(digest, e))?;
+                if head.starts_with(&[0x1f, 0x8b]) {
+                    Compression::Gzip
+                } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+                    Compression::Zstd
+                } else {
+                    Compression::None
+                }
+            }
+            c => c,
+        };
+        let res = match compression {
+            Compression::Gzip => {
+                unpack_layer(flate2::bufread::MultiGzDecoder::new(&mut buf), dir, digest)
+            }
+            Compression::Zstd => match ruzstd::decoding::StreamingDecoder::new(&mut buf) {
+                Ok(dec) => unpack_layer(dec, dir, digest),
+                Err(e) => Err(Error::BadLayer {
+                    digest: digest.to_string(),
+                    message: format!("zstd: {e}"),
+                }),
+            },
+            Compression::None | Compression::Sniff => unpack_layer(&mut buf, dir, digest),
+        };
+        // Whatever happened, read the blob to its end: the digest decides what the error is.
+        let drained = io::copy(&mut buf, &mut io::sink());
+        (res, drained)
+    };
+    let (unpacked, drained) = unpacked;
+    tee.out
+        .sync_data()
+        .map_err(|e| Error::io("fsync", partial, e))?;
+    let count = tee.count;
+    // An interrupted download keeps its partial blob for the next pull to resume.
+    if let Some(e) = tee.net_error.take() {
+        return Err(net_err(
+            digest,
+            io::Error::other(format!(
+                "interrupted after {count} of {} bytes: {e}",
+                job.desc.size
+            )),
+        ));
+    }
+    if let Err(e) = drained {
+        return Err(net_err(digest, e));
+    }
+    if job.desc.size > 0 && count < job.desc.size {
+        return Err(net_err(
+            digest,
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("interrupted after {count} of {} bytes", job.desc.size),
+            ),
+        ));
+    }
+    let actual = format!("sha256:{}", hex(&tee.hasher.finalize_reset()));
+    if actual != digest {
+        let _ = fs::remove_file(partial);
+        return Err(Error::DigestMismatch {
+            what: "filesystem layer",
+            expected: digest.to_string(),
+            actual,
+        });
+    }
+    progress.layer(digest, LayerStatus::VerifyingChecksum);
+    if job.desc.size > 0 && count != job.desc.size {
+        let _ = fs::remove_file(partial);
+        return Err(Error::BadLayer {
+            digest: digest.to_string(),
+            message: format!(
+                "size {count} does not match the manifest's {}",
+                job.desc.size
+            ),
+        });
+    }
+    progress.layer(digest, LayerStatus::DownloadComplete);
+    let unpacked = match unpacked {
+        Ok(u) => u,
+        Err(e) => {
+            let _ = fs::remove_file(partial);
+            return Err(e);
+        }
+    };
+    if unpacked.diff_id != job.diff_id {
+        let _ = fs::remove_file(partial);
+        return Err(Error::DigestMismatch {
+            what: "layer diff id",
+            expected: job.diff_id.clone(),
+            actual: unpacked.diff_id,
+        });
+    }
+    progress.layer(
+        digest,
+        LayerStatus::Extracting {
+            current: count,
+            total: count,
+        },
+    );
+    Ok(BlobInfo {
+        digest: digest.to_string(),
+        size: count,
+        media_type: job.desc.media_type.clone(),
+        diff_id: unpacked.diff_id,
+    })
+}
+
+fn net_err(digest: &str, e: io::Error) -> Error {
+    Error::Registry {
+        context: format!("download layer {digest}"),
+        source: Box::new(oci_client::errors::OciDistributionError::IoError(e)),
+    }
+}

@@ -1,0 +1,174 @@
+//! A real OCI distribution registry for tests: Debian's `docker-registry` (distribution 2.8)
+//! on 127.0.0.1 with its storage in a temp dir; optionally htpasswd basic auth or bearer
+//! tokens from an issuer the test runs. Stop and restart keep the port and the storage.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::daemon::Daemon;
+
+/// The registry binary (package `docker-registry`).
+pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// How the registry authenticates clients.
+#[derive(Debug, Clone, Default)]
+pub enum RegistryAuth {
+    /// Anyone may pull and push.
+    #[default]
+    None,
+    /// htpasswd basic auth with one user (the file is made with `htpasswd -B`, apache2-utils).
+    Basic {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// Bearer tokens (JWT, ES256) from `realm`, trusted through the PEM certificate bundle.
+    Token {
+        /// URL of the token endpoint.
+        realm: String,
+        /// `service` the tokens are for (their audience).
+        service: String,
+        /// `iss` of the tokens.
+        issuer: String,
+        /// PEM of the certificate whose key signs the tokens.
+        cert_pem: String,
+    },
+}
+
+/// A running registry. Dropping it stops the process and removes its storage.
+#[derive(Debug)]
+pub struct Registry {
+    daemon: Option<Daemon>,
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+}
+
+impl Registry {
+    /// Starts an open registry on a free port.
+    pub fn start() -> Result<Registry> {
+        Registry::start_with(RegistryAuth::None)
+    }
+
+    /// Starts a registry with the given auth on a free port.
+    pub fn start_with(auth: RegistryAuth) -> Result<Registry> {
+        if !Path::new(REGISTRY_BIN).exists() {
+            bail!("{REGISTRY_BIN} not found: apt-get install docker-registry");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("berth-registry-")
+            .tempdir()
+            .context("registry temp dir")?;
+        let addr = free_port()?;
+        let storage = dir.path().join("storage");
+        std::fs::create_dir_all(&storage).context("create registry storage")?;
+        let auth_yaml = match &auth {
+            RegistryAuth::None => String::new(),
+            RegistryAuth::Basic { user, password } => {
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", user, password])
+                    .output()
+                    .context("run htpasswd (apt-get install apache2-utils)")?;
+                if !out.status.success() {
+                    bail!("htpasswd: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                let file = dir.path().join("htpasswd");
+                std::fs::write(&file, &out.stdout).context("write htpasswd")?;
+                format!(
+                    "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                    file.display()
+                )
+            }
+            RegistryAuth::Token {
+                realm,
+                service,
+                issuer,
+                cert_pem,
+            } => {
+                let file = dir.path().join("token-ca.pem");
+                std::fs::write(&file, cert_pem).context("write token cert")?;
+                format!(
+                    "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                    file.display()
+                )
+            }
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: {addr}\n{auth_yaml}",
+            storage.display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).context("write registry config")?;
+        let mut reg = Registry {
+            daemon: None,
+            dir,
+            addr,
+        };
+        reg.restart()?;
+        Ok(reg)
+    }
+
+    /// `127.0.0.1:<port>`, the registry part of image references.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The storage root (`docker/registry/v2/...` below it).
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// The file holding blob `digest` (`sha256:<hex>`) in the registry's storage.
+    pub fn blob_data_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// The registry's log so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Kills the registry at once (SIGKILL), as a crash or a cut connection would.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(d) = self.daemon.take() {
+            d.stop(Duration::ZERO)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the registry again (same port, same storage); waits until it accepts.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill()?;
+        let mut cmd = Command::new(REGISTRY_BIN);
+        cmd.arg("serve").arg(self.dir.path().join("config.yml"));
+        let mut d = Daemon::spawn("docker-registry", cmd, self.dir.path().join("registry.log"))?;
+        d.wait_for_tcp(self.addr, Duration::from_secs(20))?;
+        self.daemon = Some(d);
+        Ok(())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the daemon to take).
+pub fn free_port() -> Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").context("bind a free port")?;
+    l.local_addr().context("local addr")
+}
