@@ -80,11 +80,7 @@ impl RegistryConfig {
 
     /// A distribution client for talking to `hosts`.
     pub(crate) fn oci_client(&self, hosts: &[String]) -> oci_client::Client {
-        static PROVIDER: Once = Once::new();
-        PROVIDER.call_once(|| {
-            // reqwest is built without a default TLS provider: use ring (builds without cmake).
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
+        ensure_tls_provider();
         let insecure: Vec<String> = hosts
             .iter()
             .filter(|h| self.is_insecure(h))
@@ -109,6 +105,15 @@ impl RegistryConfig {
             "https"
         }
     }
+}
+
+/// Installs ring as rustls' provider once: reqwest is built without a default one (ring builds
+/// with cargo alone, no cmake).
+pub(crate) fn ensure_tls_provider() {
+    static PROVIDER: Once = Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// `host[:port]` of a mirror URL (`https://mirror.example.com/` → `mirror.example.com`).

@@ -28,6 +28,7 @@ impl Registry {
             server
         };
         let url = format!("{}://{host}/v2/", self.config.scheme(&host));
+        crate::client::ensure_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))

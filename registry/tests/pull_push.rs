@@ -1,5 +1,7 @@
 //! Pull and push against a real registry (Debian's docker-registry on 127.0.0.1).
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use berth_registry::{ErrorKind, PullOptions, PushOptions, RegistryStore};
