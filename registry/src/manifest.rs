@@ -153,26 +153,12 @@ pub(crate) fn is_foreign(media_type: &str) -> bool {
     media_type == DOCKER_LAYER_FOREIGN || media_type.contains("nondistributable")
 }
 
-/// Compression of a layer blob.
+/// Compression of a layer blob (told by its magic bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Compression {
     None,
     Gzip,
     Zstd,
-    /// Not said by the media type: sniff the magic bytes.
-    Sniff,
-}
-
-pub(crate) fn compression_of(media_type: &str) -> Compression {
-    if media_type.ends_with("gzip") {
-        Compression::Gzip
-    } else if media_type.ends_with("zstd") {
-        Compression::Zstd
-    } else if media_type.ends_with(".tar") || media_type.ends_with("diff.tar") {
-        Compression::None
-    } else {
-        Compression::Sniff
-    }
 }
 
 /// The manifest digest and platforms of a reference, as `/distribution/{name}/json` answers.
@@ -227,7 +213,7 @@ mod tests {
         let Parsed::Image { layers, .. } = parse(m, "x").unwrap() else {
             panic!()
         };
-        assert_eq!(compression_of(&layers[0].media_type), Compression::Gzip);
+        assert_eq!(layers[0].media_type, DOCKER_LAYER_GZIP);
         let i = br#"{"schemaVersion":2,"manifests":[
             {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:a","size":1,"platform":{"os":"linux","architecture":"amd64"}},
             {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:b","size":1,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}"#;
@@ -249,7 +235,5 @@ mod tests {
         let e = parse(br#"{"schemaVersion":1,"fsLayers":[]}"#, "x").unwrap_err();
         assert!(e.to_string().contains("schema 1"), "{e}");
         assert!(is_foreign(DOCKER_LAYER_FOREIGN));
-        assert_eq!(compression_of(OCI_LAYER_TAR), Compression::None);
-        assert_eq!(compression_of(OCI_LAYER_ZSTD), Compression::Zstd);
     }
 }

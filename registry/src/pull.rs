@@ -617,18 +617,15 @@ fn layer_pipeline<R: Read>(
     };
     let unpacked = {
         let mut buf = BufReader::with_capacity(256 * 1024, &mut tee);
-        let compression = match manifest::compression_of(&job.desc.media_type) {
-            Compression::Sniff => {
-                let head = buf.fill_buf().map_err(|e| net_err(digest, e))?;
-                if head.starts_with(&[0x1f, 0x8b]) {
-                    Compression::Gzip
-                } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-                    Compression::Zstd
-                } else {
-                    Compression::None
-                }
-            }
-            c => c,
+        // By magic bytes, as Docker's DecompressStream does: media types sometimes lie
+        // (uncompressed layers labelled gzip exist in the wild).
+        let head = buf.fill_buf().map_err(|e| net_err(digest, e))?;
+        let compression = if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
         };
         let res = match compression {
             Compression::Gzip => {
@@ -641,7 +638,7 @@ fn layer_pipeline<R: Read>(
                     message: format!("zstd: {e}"),
                 }),
             },
-            Compression::None | Compression::Sniff => unpack_layer(&mut buf, dir, digest),
+            Compression::None => unpack_layer(&mut buf, dir, digest),
         };
         // Whatever happened, read the blob to its end: the digest decides what the error is.
         let drained = io::copy(&mut buf, &mut io::sink());

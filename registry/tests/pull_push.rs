@@ -423,3 +423,101 @@ fn bad_references_and_unknown_tags_give_docker_messages() {
     let e = pull(&format!("{dead}/x:y"));
     assert_eq!(e.kind().http_status(), 500, "{e}");
 }
+
+#[test]
+fn mirrors_are_tried_first_and_fall_back_to_the_registry() {
+    let upstream = TestRegistry::start().unwrap();
+    let mirror = TestRegistry::start().unwrap();
+    let dead = berth_tests::registry::free_port().unwrap();
+    let rt = rt();
+    let push = |reg: &TestRegistry, repo: &str, content: &[u8]| {
+        let t = tar(&[Entry::File("f", content, 0o644, 0)]);
+        rt.block_on(common::push_raw(
+            &reg.host(),
+            repo,
+            "v1",
+            &[(
+                "application/vnd.oci.image.layer.v1.tar",
+                t.clone(),
+                berth_registry::sha256_digest(&t),
+            )],
+            common::base_config(),
+            "application/vnd.oci.image.manifest.v1+json",
+        ));
+    };
+    push(&mirror, "only/mirror", b"from the mirror");
+    push(&upstream, "only/upstream", b"from upstream");
+    let mut config = berth_registry::RegistryConfig::default();
+    config.mirrors.insert(
+        upstream.host(),
+        vec![
+            format!("http://{dead}"),
+            format!("http://{}/", mirror.host()),
+        ],
+    );
+    let c = common::client_with(config);
+    let r = rt
+        .block_on(c.registry.pull(
+            &format!("{}/only/mirror:v1", upstream.host()),
+            &PullOptions::default(),
+            &Default::default(),
+        ))
+        .unwrap();
+    assert_eq!(r.endpoint, mirror.host(), "served by the mirror");
+    let r = rt
+        .block_on(c.registry.pull(
+            &format!("{}/only/upstream:v1", upstream.host()),
+            &PullOptions::default(),
+            &Default::default(),
+        ))
+        .unwrap();
+    assert_eq!(
+        r.endpoint,
+        upstream.host(),
+        "mirror missed: the registry itself"
+    );
+}
+
+#[test]
+fn foreign_layers_are_skipped_with_a_message() {
+    let reg = TestRegistry::start().unwrap();
+    let rt = rt();
+    let base = tar(&[Entry::File("base", b"base", 0o644, 0)]);
+    let foreign = tar(&[Entry::File("windows", b"not for linux", 0o644, 0)]);
+    rt.block_on(common::push_raw(
+        &reg.host(),
+        "foreign",
+        "v1",
+        &[
+            (
+                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                foreign.clone(),
+                berth_registry::sha256_digest(&foreign),
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                base.clone(),
+                berth_registry::sha256_digest(&base),
+            ),
+        ],
+        common::base_config(),
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ));
+    let c = client();
+    let ev = Events::default();
+    let name = format!("{}/foreign:v1", reg.host());
+    let r = rt
+        .block_on(c.registry.pull(&name, &PullOptions::default(), &ev.sink()))
+        .unwrap();
+    assert_eq!(r.skipped.len(), 1);
+    assert!(
+        ev.has(
+            "Skipping foreign layer (application/vnd.docker.image.rootfs.foreign.diff.tar.gzip)"
+        ),
+        "{:?}",
+        ev.statuses()
+    );
+    let trees = image_trees(&c.store, &name);
+    assert_eq!(trees.len(), 1);
+    assert!(trees[0].contains_key("base"));
+}

@@ -262,7 +262,12 @@ pub async fn push_raw(
     for (mt, blob, _) in layers {
         let d = berth_registry::sha256_digest(blob);
         client.push_blob(&r, blob.clone(), &d).await.unwrap();
-        descs.push(json!({"mediaType": mt, "size": blob.len(), "digest": d}));
+        let mut desc = json!({"mediaType": mt, "size": blob.len(), "digest": d});
+        if mt.contains("foreign") {
+            // Never fetched: pulls skip foreign layers.
+            desc["urls"] = json!(["https://example.invalid/foreign-layer"]);
+        }
+        descs.push(desc);
     }
     let config_type = if manifest_type.contains("oci") {
         "application/vnd.oci.image.config.v1+json"
