@@ -1,0 +1,996 @@
+//! Container verbs besides run/create/start/attach/exec: `ps`, `logs`, `stop`, `kill`, `rm`,
+//! `inspect`, `top`, `stats`, `wait`, `pause`, `unpause`, `rename`, `restart`, `container prune`.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use hyper::Method;
+use serde_json::{json, Value};
+
+use super::{confirm, for_each, StatusError};
+use crate::client::{empty, is_not_found, q, Client};
+use crate::format::{
+    self, ago, bytes_size, created_at, filters_json, human_size, indent_json, short_id, Format,
+    Template,
+};
+use crate::stream::demux;
+
+/// `berth ps`
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Filter output based on conditions provided
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long, default_value_t = -1, allow_hyphen_values = true)]
+    pub last: i64,
+    /// Show the latest created container (includes all states)
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Only display container IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Display total file sizes
+    #[arg(short = 's', long)]
+    pub size: bool,
+}
+
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Names", "NAMES"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("Networks", "NETWORKS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+];
+
+/// docker's `Ellipsis`: cut to `max` characters with the last one replaced by "…".
+pub fn ellipsis(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Ports as docker's `DisplayablePorts` prints them ("0.0.0.0:8080->80/tcp, 443/tcp").
+pub fn display_ports(ports: &Value) -> String {
+    let mut out = Vec::new();
+    for p in ports.as_array().into_iter().flatten() {
+        let private = p["PrivatePort"].as_i64().unwrap_or(0);
+        let typ = p["Type"].as_str().unwrap_or("tcp");
+        match p["PublicPort"].as_i64() {
+            Some(public) if public != 0 => {
+                let ip = p["IP"].as_str().unwrap_or("");
+                let ip = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.to_string()
+                };
+                out.push(format!("{ip}:{public}->{private}/{typ}"));
+            }
+            _ => out.push(format!("{private}/{typ}")),
+        }
+    }
+    out.join(", ")
+}
+
+/// The template context docker gives one container in `ps` (every value a string).
+pub fn ps_context(c: &Value, trunc: bool, size: bool) -> Value {
+    let id = c["Id"].as_str().unwrap_or("");
+    let names: Vec<String> = c["Names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|n| n.trim_start_matches('/').to_string())
+        .filter(|n| !n.contains('/'))
+        .collect();
+    let command = c["Command"].as_str().unwrap_or("");
+    let command = if trunc {
+        ellipsis(command, 20)
+    } else {
+        command.to_string()
+    };
+    let mut image = c["Image"].as_str().unwrap_or("").to_string();
+    if trunc && image.starts_with("sha256:") {
+        image = short_id(&image);
+    }
+    let created = c["Created"].as_i64().unwrap_or(0);
+    let mut labels: Vec<String> = c["Labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    labels.sort();
+    let mounts: Vec<String> = c["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let n = m["Name"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .or(m["Source"].as_str())
+                .unwrap_or("");
+            if trunc {
+                ellipsis(n, 15)
+            } else {
+                n.to_string()
+            }
+        })
+        .collect();
+    let local_volumes = c["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["Driver"].as_str() == Some("local"))
+        .count();
+    let mut networks: Vec<String> = c["NetworkSettings"]["Networks"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k.clone())
+        .collect();
+    networks.sort();
+    let size_str = if size || c.get("SizeRw").is_some() {
+        let rw = c["SizeRw"].as_f64().unwrap_or(0.0);
+        let root = c["SizeRootFs"].as_f64().unwrap_or(0.0);
+        if root > 0.0 {
+            format!("{} (virtual {})", human_size(rw), human_size(root))
+        } else {
+            human_size(rw)
+        }
+    } else {
+        "0B".to_string()
+    };
+    json!({
+        "ID": if trunc { short_id(id) } else { id.to_string() },
+        "Image": image,
+        "Command": format!("{:?}", command),
+        "CreatedAt": created_at(created),
+        "RunningFor": ago(created),
+        "Ports": display_ports(&c["Ports"]),
+        "State": c["State"].as_str().unwrap_or(""),
+        "Status": c["Status"].as_str().unwrap_or(""),
+        "Size": size_str,
+        "Names": names.join(","),
+        "Labels": labels.join(","),
+        "Mounts": mounts.join(","),
+        "Networks": networks.join(","),
+        "LocalVolumes": local_volumes.to_string(),
+    })
+}
+
+/// `berth ps`
+pub async fn ps(client: &Client, args: PsArgs) -> Result<i32> {
+    let mut query = vec![];
+    if args.all {
+        query.push("all=1".to_string());
+    }
+    let limit = if args.latest { 1 } else { args.last };
+    if limit > 0 {
+        query.push(format!("limit={limit}"));
+    }
+    let format = Format::parse(args.format.as_deref());
+    let wants_size =
+        args.size || matches!(&format, Format::Table(t) | Format::Raw(t) if t.contains(".Size"));
+    if wants_size {
+        query.push("size=1".into());
+    }
+    if let Some(f) = filters_json(&args.filter)? {
+        query.push(format!("filters={}", q(&f)));
+    }
+    let list = client
+        .get(&format!("/containers/json?{}", query.join("&")))
+        .await?;
+    let items = list.as_array().cloned().unwrap_or_default();
+    if args.quiet {
+        let mut out = String::new();
+        for c in &items {
+            let id = c["Id"].as_str().unwrap_or("");
+            out.push_str(&if args.no_trunc {
+                id.to_string()
+            } else {
+                short_id(id)
+            });
+            out.push('\n');
+        }
+        print!("{out}");
+        return Ok(0);
+    }
+    let ctxs: Vec<Value> = items
+        .iter()
+        .map(|c| ps_context(c, !args.no_trunc, wants_size))
+        .collect();
+    let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    let mut header = vec![
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ];
+    if args.size {
+        header.push("SIZE");
+    }
+    let with_size = args.size;
+    format::print_objects(
+        &format,
+        &ctxs,
+        &header,
+        |c| {
+            let mut row = vec![
+                s(c, "ID"),
+                s(c, "Image"),
+                s(c, "Command"),
+                s(c, "RunningFor"),
+                s(c, "Status"),
+                s(c, "Ports"),
+                s(c, "Names"),
+            ];
+            if with_size {
+                row.push(s(c, "Size"));
+            }
+            row
+        },
+        PS_HEADERS,
+    )?;
+    Ok(0)
+}
+
+/// `berth logs`
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Show extra details provided to logs
+    #[arg(long)]
+    pub details: bool,
+    /// Follow log output
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Show logs since timestamp or relative (e.g. 42m for 42 minutes)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Number of lines to show from the end of the logs
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show timestamps
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Show logs before a timestamp or relative (e.g. 42m for 42 minutes)
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Container
+    pub container: String,
+}
+
+/// Turns docker's `--since`/`--until` values into what the API takes (unix seconds).
+pub fn time_param(s: &str) -> String {
+    let s = s.trim();
+    let units = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)];
+    for (suffix, mult) in units {
+        if let Some(n) = s.strip_suffix(suffix) {
+            if let Ok(v) = n.parse::<f64>() {
+                let t = chrono::Utc::now().timestamp() as f64 - v * mult;
+                return format!("{}", t as i64);
+            }
+        }
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return t.timestamp().to_string();
+    }
+    s.to_string()
+}
+
+/// `berth logs`
+pub async fn logs(client: &Client, args: LogsArgs) -> Result<i32> {
+    let info = client
+        .get(&format!("/containers/{}/json", q(&args.container)))
+        .await?;
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let id = info["Id"].as_str().unwrap_or(&args.container).to_string();
+    let mut query = format!(
+        "stdout=1&stderr=1&follow={}&timestamps={}&details={}&tail={}",
+        args.follow as u8,
+        args.timestamps as u8,
+        args.details as u8,
+        q(&args.tail)
+    );
+    if let Some(s) = &args.since {
+        query.push_str(&format!("&since={}", q(&time_param(s))));
+    }
+    if let Some(u) = &args.until {
+        query.push_str(&format!("&until={}", q(&time_param(u))));
+    }
+    let resp = client
+        .request(
+            Method::GET,
+            &format!("/containers/{id}/logs?{query}"),
+            empty(),
+            None,
+        )
+        .await?;
+    let body = resp.into_body().into_data_stream();
+    let reader = tokio_util_reader(body);
+    if tty {
+        let mut reader = reader;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            use tokio::io::AsyncReadExt;
+            let n = reader.read(&mut buf).await.context("read logs")?;
+            if n == 0 {
+                break;
+            }
+            let mut out = std::io::stdout().lock();
+            out.write_all(&buf[..n])?;
+            out.flush()?;
+        }
+    } else {
+        demux(reader, |stream, data| {
+            if stream == 2 {
+                let mut e = std::io::stderr().lock();
+                e.write_all(data)?;
+                e.flush()
+            } else {
+                let mut o = std::io::stdout().lock();
+                o.write_all(data)?;
+                o.flush()
+            }
+        })
+        .await?;
+    }
+    Ok(0)
+}
+
+/// A response body as an `AsyncRead`.
+pub fn tokio_util_reader<S>(body: S) -> std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, hyper::Error>> + Send + 'static,
+{
+    let stream = body.map(|r| r.map_err(std::io::Error::other));
+    Box::pin(StreamReader::new(Box::pin(stream)))
+}
+
+/// Minimal stream-of-bytes reader (tokio-util's `StreamReader` without the dependency).
+struct StreamReader {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>,
+    chunk: bytes::Bytes,
+}
+
+impl StreamReader {
+    fn new(
+        stream: std::pin::Pin<
+            Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send>,
+        >,
+    ) -> Self {
+        StreamReader {
+            stream,
+            chunk: bytes::Bytes::new(),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for StreamReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        loop {
+            if !self.chunk.is_empty() {
+                let n = self.chunk.len().min(buf.remaining());
+                let part = self.chunk.split_to(n);
+                buf.put_slice(&part);
+                return Poll::Ready(Ok(()));
+            }
+            match self.stream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(b))) => self.chunk = b,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// `berth stop` / `berth restart`
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Signal to send to the container
+    #[arg(short = 's', long)]
+    pub signal: Option<String>,
+    /// Seconds to wait before killing the container
+    #[arg(short = 't', long = "time", visible_alias = "timeout")]
+    pub time: Option<i64>,
+    /// Containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `berth stop` (verb "stop") and `berth restart` (verb "restart")
+pub async fn stop(client: &Client, args: StopArgs, verb: &str) -> Result<i32> {
+    let mut params = vec![];
+    if let Some(t) = args.time {
+        params.push(format!("t={t}"));
+    }
+    if let Some(s) = &args.signal {
+        params.push(format!("signal={}", q(s)));
+    }
+    let query = if params.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", params.join("&"))
+    };
+    for_each(&args.containers, true, |c| {
+        let path = format!("/containers/{}/{verb}{query}", q(&c));
+        async move { client.post(&path).await.map(|_| ()) }
+    })
+    .await
+}
+
+/// `berth kill`
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short = 's', long, default_value = "KILL")]
+    pub signal: String,
+    /// Containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `berth kill`
+pub async fn kill(client: &Client, args: KillArgs) -> Result<i32> {
+    let sig = q(&args.signal);
+    for_each(&args.containers, true, |c| {
+        let path = format!("/containers/{}/kill?signal={sig}", q(&c));
+        async move { client.post(&path).await.map(|_| ()) }
+    })
+    .await
+}
+
+/// `berth rm`
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL)
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Remove the specified link
+    #[arg(short = 'l', long)]
+    pub link: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+    /// Containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `berth rm`
+pub async fn rm(client: &Client, args: RmArgs) -> Result<i32> {
+    let query = format!(
+        "force={}&v={}&link={}",
+        args.force as u8, args.volumes as u8, args.link as u8
+    );
+    for_each(&args.containers, true, |c| {
+        let path = format!("/containers/{}?{query}", q(c.trim_start_matches('/')));
+        async move { client.call(Method::DELETE, &path, None).await.map(|_| ()) }
+    })
+    .await
+}
+
+/// `berth pause` / `unpause`
+#[derive(Debug, Args)]
+pub struct ContainersArgs {
+    /// Containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// Posts `/containers/{c}/{verb}` for each container (pause, unpause).
+pub async fn simple(client: &Client, args: ContainersArgs, verb: &str) -> Result<i32> {
+    for_each(&args.containers, true, |c| {
+        let path = format!("/containers/{}/{verb}", q(&c));
+        async move { client.post(&path).await.map(|_| ()) }
+    })
+    .await
+}
+
+/// `berth wait`
+pub async fn wait(client: &Client, args: ContainersArgs) -> Result<i32> {
+    let mut failed = false;
+    for c in &args.containers {
+        match client.post(&format!("/containers/{}/wait", q(c))).await {
+            Ok(v) => println!("{}", v["StatusCode"].as_i64().unwrap_or(0)),
+            Err(e) => {
+                eprintln!("{e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(failed as i32)
+}
+
+/// `berth rename`
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// Container
+    pub container: String,
+    /// New name
+    pub new_name: String,
+}
+
+/// `berth rename`
+pub async fn rename(client: &Client, args: RenameArgs) -> Result<i32> {
+    let new = args.new_name.trim();
+    if new.is_empty() || args.container.trim().is_empty() {
+        return Err(StatusError::exit(
+            1,
+            "Error: Neither old nor new names may be empty",
+        ));
+    }
+    client
+        .post(&format!(
+            "/containers/{}/rename?name={}",
+            q(&args.container),
+            q(new)
+        ))
+        .await
+        .map_err(|e| {
+            StatusError::exit(
+                1,
+                format!(
+                    "{e:#}\nError: failed to rename container named {}",
+                    args.container
+                ),
+            )
+        })?;
+    Ok(0)
+}
+
+/// `berth top`
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Container
+    pub container: String,
+    /// ps options
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+/// `berth top`
+pub async fn top(client: &Client, args: TopArgs) -> Result<i32> {
+    let mut path = format!("/containers/{}/top", q(&args.container));
+    if !args.ps_args.is_empty() {
+        path.push_str(&format!("?ps_args={}", q(&args.ps_args.join(" "))));
+    }
+    let v = client.get(&path).await?;
+    let mut lines = Vec::new();
+    let titles: Vec<&str> = v["Titles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    lines.push(titles.join("\t"));
+    for p in v["Processes"].as_array().into_iter().flatten() {
+        let cells: Vec<&str> = p
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        lines.push(cells.join("\t"));
+    }
+    // docker's top uses tabwriter with a minimum width of 20 (Go's minwidth includes padding).
+    let mut tw = tabwriter::TabWriter::new(Vec::new())
+        .minwidth(20 - 3)
+        .padding(3);
+    for l in &lines {
+        writeln!(tw, "{l}")?;
+    }
+    tw.flush()?;
+    print!(
+        "{}",
+        String::from_utf8_lossy(&tw.into_inner().unwrap_or_default())
+    );
+    Ok(0)
+}
+
+/// `berth inspect` / `container inspect` / `image inspect`
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Format output using a custom template
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
+    /// Display total file sizes if the type is container
+    #[arg(short = 's', long)]
+    pub size: bool,
+    /// Return JSON for specified type
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// Objects
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// `berth inspect`; `kind` forces "container" or "image".
+pub async fn inspect(client: &Client, args: InspectArgs, kind: Option<&str>) -> Result<i32> {
+    let kind = kind.or(args.kind.as_deref());
+    let tmpl = match args.format.as_deref() {
+        Some(f) if f != "json" => Some(Template::parse(f)?),
+        _ => None,
+    };
+    let mut raws = Vec::new();
+    let mut errors = Vec::new();
+    for name in &args.names {
+        let mut found = None;
+        let mut last_err = None;
+        if kind.is_none() || kind == Some("container") {
+            let size = if args.size { "?size=1" } else { "" };
+            match client
+                .get_raw(&format!("/containers/{}/json{size}", q(name)))
+                .await
+            {
+                Ok(b) => found = Some(b),
+                Err(e) if is_not_found(&e) => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        if found.is_none() && (kind.is_none() || kind == Some("image")) {
+            match client.get_raw(&format!("/images/{}/json", q(name))).await {
+                Ok(b) => found = Some(b),
+                Err(e) if is_not_found(&e) => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        match found {
+            Some(b) => raws.push(String::from_utf8_lossy(&b).trim().to_string()),
+            None => {
+                let msg = match (kind, last_err) {
+                    (None, _) => format!("Error: No such object: {name}"),
+                    (Some("image"), _) => format!("Error: No such image: {name}"),
+                    (Some("container"), _) => format!("Error: No such container: {name}"),
+                    (_, Some(e)) => format!("{e:#}"),
+                    (_, None) => format!("Error: No such object: {name}"),
+                };
+                errors.push(msg);
+            }
+        }
+    }
+    let mut out = String::new();
+    match tmpl {
+        Some(t) => {
+            for r in &raws {
+                let v: Value = serde_json::from_str(r).context("decode inspect output")?;
+                out.push_str(&t.render(&v)?);
+                out.push('\n');
+            }
+        }
+        None => {
+            out = indent_json(&format!("[{}]", raws.join(",")));
+            out.push('\n');
+        }
+    }
+    print!("{out}");
+    if errors.is_empty() {
+        Ok(0)
+    } else {
+        Err(StatusError::exit(1, errors.join("\n")))
+    }
+}
+
+/// `berth stats`
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Containers
+    pub containers: Vec<String>,
+}
+
+const STATS_HEADERS: &[(&str, &str)] = &[
+    ("Container", "CONTAINER"),
+    ("ID", "CONTAINER ID"),
+    ("Name", "NAME"),
+    ("CPUPerc", "CPU %"),
+    ("MemUsage", "MEM USAGE / LIMIT"),
+    ("MemPerc", "MEM %"),
+    ("NetIO", "NET I/O"),
+    ("BlockIO", "BLOCK I/O"),
+    ("PIDs", "PIDS"),
+];
+
+/// The `stats` row of one stats sample, as docker computes it on Linux.
+pub fn stats_context(container: &str, s: &Value, trunc: bool) -> Value {
+    let id = s["id"].as_str().unwrap_or(container);
+    let name = s["name"].as_str().unwrap_or("").trim_start_matches('/');
+    let cpu = &s["cpu_stats"];
+    let pre = &s["precpu_stats"];
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let cpu_delta = f(&cpu["cpu_usage"]["total_usage"]) - f(&pre["cpu_usage"]["total_usage"]);
+    let sys_delta = f(&cpu["system_cpu_usage"]) - f(&pre["system_cpu_usage"]);
+    let mut online = f(&cpu["online_cpus"]);
+    if online == 0.0 {
+        online = cpu["cpu_usage"]["percpu_usage"]
+            .as_array()
+            .map(|a| a.len() as f64)
+            .unwrap_or(0.0);
+    }
+    let cpu_perc = if sys_delta > 0.0 && cpu_delta > 0.0 {
+        cpu_delta / sys_delta * online * 100.0
+    } else {
+        0.0
+    };
+    let mem = &s["memory_stats"];
+    let usage = f(&mem["usage"]);
+    let st = &mem["stats"];
+    let cache = if let Some(v) = st["total_inactive_file"].as_f64().filter(|v| *v < usage) {
+        v
+    } else {
+        st["inactive_file"]
+            .as_f64()
+            .filter(|v| *v < usage)
+            .unwrap_or(0.0)
+    };
+    let used = usage - cache;
+    let limit = f(&mem["limit"]);
+    let mem_perc = if limit > 0.0 {
+        used / limit * 100.0
+    } else {
+        0.0
+    };
+    let (mut rx, mut tx) = (0.0, 0.0);
+    for (_, n) in s["networks"].as_object().into_iter().flatten() {
+        rx += f(&n["rx_bytes"]);
+        tx += f(&n["tx_bytes"]);
+    }
+    let (mut rd, mut wr) = (0.0, 0.0);
+    for e in s["blkio_stats"]["io_service_bytes_recursive"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        match e["op"].as_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("read") => rd += f(&e["value"]),
+            Some("write") => wr += f(&e["value"]),
+            _ => {}
+        }
+    }
+    let pids = s["pids_stats"]["current"].as_u64().unwrap_or(0);
+    json!({
+        "Container": container,
+        "ID": if trunc { short_id(id) } else { id.to_string() },
+        "Name": if name.is_empty() { "--".to_string() } else { name.to_string() },
+        "CPUPerc": format!("{cpu_perc:.2}%"),
+        "MemUsage": format!("{} / {}", bytes_size(used), bytes_size(limit)),
+        "MemPerc": format!("{mem_perc:.2}%"),
+        "NetIO": format!("{} / {}", human_size(rx), human_size(tx)),
+        "BlockIO": format!("{} / {}", human_size(rd), human_size(wr)),
+        "PIDs": pids.to_string(),
+    })
+}
+
+/// `berth stats`
+pub async fn stats(client: &Client, args: StatsArgs) -> Result<i32> {
+    let format = Format::parse(args.format.as_deref());
+    loop {
+        let names: Vec<String> = if args.containers.is_empty() {
+            let list = client
+                .get(&format!("/containers/json?all={}", args.all as u8))
+                .await?;
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["Id"].as_str().map(str::to_string))
+                .collect()
+        } else {
+            args.containers.clone()
+        };
+        let mut rows = Vec::new();
+        let mut errors = Vec::new();
+        let samples = futures_util::future::join_all(names.iter().map(|n| async move {
+            (
+                n.clone(),
+                client
+                    .get(&format!("/containers/{}/stats?stream=0", q(n)))
+                    .await,
+            )
+        }))
+        .await;
+        for (name, r) in samples {
+            match r {
+                Ok(s) => rows.push(stats_context(&name, &s, !args.no_trunc)),
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        if !args.no_stream {
+            print!("\x1b[2J\x1b[H");
+        }
+        let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+        format::print_objects(
+            &format,
+            &rows,
+            &[
+                "CONTAINER ID",
+                "NAME",
+                "CPU %",
+                "MEM USAGE / LIMIT",
+                "MEM %",
+                "NET I/O",
+                "BLOCK I/O",
+                "PIDS",
+            ],
+            |c| {
+                [
+                    "ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs",
+                ]
+                .iter()
+                .map(|k| s(c, k))
+                .collect()
+            },
+            STATS_HEADERS,
+        )?;
+        if !errors.is_empty() && !args.containers.is_empty() {
+            return Err(StatusError::exit(1, errors.join("\n")));
+        }
+        if args.no_stream {
+            return Ok(0);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// `berth container prune`
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Provide filter values (e.g. "until=<timestamp>")
+    #[arg(long = "filter")]
+    pub filter: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+/// `berth container prune`
+pub async fn prune(client: &Client, args: PruneArgs) -> Result<i32> {
+    if !args.force
+        && !confirm(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?",
+        )
+    {
+        return Ok(0);
+    }
+    let (deleted, space) = prune_containers(client, &args.filter).await?;
+    if !deleted.is_empty() {
+        println!("Deleted Containers:\n{}\n", deleted.join("\n"));
+    }
+    println!("Total reclaimed space: {}", human_size(space));
+    Ok(0)
+}
+
+/// Calls `/containers/prune`; returns the deleted ids and reclaimed bytes.
+pub async fn prune_containers(client: &Client, filter: &[String]) -> Result<(Vec<String>, f64)> {
+    let path = match filters_json(filter)? {
+        Some(f) => format!("/containers/prune?filters={}", q(&f)),
+        None => "/containers/prune".to_string(),
+    };
+    let v = client.post(&path).await?;
+    let deleted = v["ContainersDeleted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    Ok((deleted, v["SpaceReclaimed"].as_f64().unwrap_or(0.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ps_context_formats_like_docker() {
+        let now = chrono::Utc::now().timestamp();
+        let c = json!({
+            "Id": "8a19af6c7c68aaaabbbbccccddddeeeeffff0000111122223333444455556666",
+            "Names": ["/web"],
+            "Image": "busybox",
+            "Command": "sh -c 'sleep 1000000000'",
+            "Created": now - 150,
+            "Ports": [{"PrivatePort": 80, "PublicPort": 8080, "IP": "0.0.0.0", "Type": "tcp"},
+                      {"PrivatePort": 443, "Type": "tcp"}],
+            "Labels": {"b": "2", "a": "1"},
+            "State": "running",
+            "Status": "Up 2 minutes",
+            "NetworkSettings": {"Networks": {"none": {}}},
+            "Mounts": []
+        });
+        let v = ps_context(&c, true, false);
+        assert_eq!(v["ID"], "8a19af6c7c68");
+        assert_eq!(v["Names"], "web");
+        assert_eq!(v["Command"], "\"sh -c 'sleep 100000…\"");
+        assert_eq!(v["RunningFor"], "2 minutes ago");
+        assert_eq!(v["Ports"], "0.0.0.0:8080->80/tcp, 443/tcp");
+        assert_eq!(v["Labels"], "a=1,b=2");
+        assert_eq!(v["Networks"], "none");
+        assert_eq!(v["Status"], "Up 2 minutes");
+        assert_eq!(v["Size"], "0B");
+        let full = ps_context(&c, false, false);
+        assert_eq!(full["Command"], "\"sh -c 'sleep 1000000000'\"");
+    }
+
+    #[test]
+    fn stats_are_computed_like_docker() {
+        let s = json!({
+            "id": "0123456789abcdef", "name": "/web",
+            "cpu_stats": {"cpu_usage": {"total_usage": 2_000_000u64}, "system_cpu_usage": 100_000_000u64, "online_cpus": 2},
+            "precpu_stats": {"cpu_usage": {"total_usage": 1_000_000u64}, "system_cpu_usage": 90_000_000u64},
+            "memory_stats": {"usage": 10_485_760u64, "limit": 67_108_864u64, "stats": {"total_inactive_file": 2_097_152u64}},
+            "networks": {"eth0": {"rx_bytes": 1500, "tx_bytes": 648}},
+            "blkio_stats": {"io_service_bytes_recursive": [{"op": "Read", "value": 4096}, {"op": "Write", "value": 0}]},
+            "pids_stats": {"current": 3}
+        });
+        let v = stats_context("web", &s, true);
+        assert_eq!(v["ID"], "0123456789ab");
+        assert_eq!(v["Name"], "web");
+        assert_eq!(v["CPUPerc"], "20.00%");
+        assert_eq!(v["MemUsage"], "8MiB / 64MiB");
+        assert_eq!(v["MemPerc"], "12.50%");
+        assert_eq!(v["NetIO"], "1.5kB / 648B");
+        assert_eq!(v["BlockIO"], "4.1kB / 0B");
+        assert_eq!(v["PIDs"], "3");
+    }
+
+    #[test]
+    fn ellipsis_counts_characters() {
+        assert_eq!(ellipsis("short", 20), "short");
+        assert_eq!(ellipsis("abcdefghij", 5), "abcd…");
+    }
+
+    #[test]
+    fn relative_times_become_unix_seconds() {
+        let now = chrono::Utc::now().timestamp();
+        let t: i64 = time_param("10m").parse().unwrap();
+        assert!((now - 600 - t).abs() <= 1);
+        assert_eq!(time_param("1700000000"), "1700000000");
+        assert_eq!(time_param("2024-01-01T00:00:00Z"), "1704067200");
+    }
+}
