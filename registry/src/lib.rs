@@ -90,6 +90,8 @@ pub struct Registry {
     store: Arc<dyn RegistryStore>,
     /// Blob digest → repositories (`domain/path`) known to hold it.
     sources: Arc<std::sync::Mutex<BTreeMap<String, Vec<String>>>>,
+    /// One download per blob at a time (its partial file is shared), held until committed.
+    in_flight: Arc<std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Registry {
@@ -99,7 +101,16 @@ impl Registry {
             config: Arc::new(config),
             store,
             sources: Arc::default(),
+            in_flight: Arc::default(),
         }
+    }
+
+    /// The lock serializing downloads of blob `digest`.
+    fn blob_lock(&self, digest: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget locks nobody holds any more, so the map stays small.
+        m.retain(|_, l| Arc::strong_count(l) > 1);
+        m.entry(digest.to_string()).or_default().clone()
     }
 
     /// The config in use.

@@ -75,12 +75,14 @@ struct Job {
     diff_id: String,
 }
 
-/// A downloaded, verified, unpacked layer waiting to be committed.
+/// A downloaded, verified, unpacked layer (committed right after).
 struct Done {
     dir: PathBuf,
     blob_file: PathBuf,
     info: BlobInfo,
     resumed: Option<ResumedLayer>,
+    /// Held until the layer is committed, so a concurrent pull of the same blob waits.
+    _lock: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl Registry {
@@ -238,31 +240,81 @@ impl Registry {
         }
         let downloads = store.downloads_dir();
         fs::create_dir_all(&downloads).map_err(|e| Error::io("create dir", &downloads, e))?;
-        let results: Vec<(String, Result<Done>)> = futures_util::stream::iter(jobs)
-            .map(|job| {
-                let client = client.clone();
-                let oci_ref = oci_ref.clone();
-                let r = r.clone();
-                let store = store.clone();
-                let downloads = downloads.clone();
-                let progress = progress.clone();
-                async move {
-                    let digest = job.desc.digest.clone();
-                    let res =
-                        pull_layer(&client, &r, &oci_ref, job, store, &downloads, &progress).await;
-                    (digest, res)
-                }
-            })
-            .buffer_unordered(self.config.max_concurrent_downloads.max(1))
-            .collect()
-            .await;
+        let results: Vec<(String, Result<Option<Option<ResumedLayer>>>)> =
+            futures_util::stream::iter(jobs)
+                .map(|job| {
+                    let client = client.clone();
+                    let oci_ref = oci_ref.clone();
+                    let r = r.clone();
+                    let store = store.clone();
+                    let downloads = downloads.clone();
+                    let progress = progress.clone();
+                    let lock = self.blob_lock(&job.desc.digest);
+                    async move {
+                        let digest = job.desc.digest.clone();
+                        let guard = lock.lock_owned().await;
+                        if store.has_layer(&job.diff_id) {
+                            // Another pull committed it while this one waited.
+                            progress.layer(&digest, LayerStatus::AlreadyExists);
+                            return (digest, Ok(None));
+                        }
+                        let res = pull_layer(
+                            &client,
+                            &r,
+                            &oci_ref,
+                            job,
+                            store.clone(),
+                            &downloads,
+                            &progress,
+                            guard,
+                        )
+                        .await;
+                        // A verified layer is committed at once (releasing its lock): a pull of
+                        // another image waiting for it, or the next try of an interrupted pull,
+                        // finds it there ("Already exists").
+                        let res = match res {
+                            Ok(d) => {
+                                let p = progress.clone();
+                                let dg = digest.clone();
+                                blocking(move || {
+                                    let committed = store
+                                        .commit_layer(&d.dir, &d.info.diff_id)
+                                        .and_then(|()| {
+                                            store.put_layer_blob(
+                                                &d.blob_file,
+                                                &d.info.diff_id,
+                                                &d.info,
+                                            )
+                                        });
+                                    if committed.is_err() {
+                                        store.discard_layer_dir(&d.dir);
+                                    }
+                                    committed?;
+                                    p.layer(&dg, LayerStatus::PullComplete);
+                                    // Dropping `d` releases the blob's lock.
+                                    Ok(Some(d.resumed.clone()))
+                                })
+                                .await
+                            }
+                            Err(e) => Err(e),
+                        };
+                        (digest, res)
+                    }
+                })
+                .buffer_unordered(self.config.max_concurrent_downloads.max(1))
+                .collect()
+                .await;
 
-        // Nothing is stored unless every layer verified.
+        // The image is registered only if every layer verified.
         let mut first_err = None;
-        let mut done = Vec::new();
         for (digest, res) in results {
             match res {
-                Ok(d) => done.push((digest, d)),
+                Ok(Some(resumed)) => {
+                    self.remember_source(&digest, &r);
+                    report.downloaded.push(digest);
+                    report.resumed.extend(resumed);
+                }
+                Ok(None) => report.already_existed.push(digest),
                 Err(e) => {
                     tracing::debug!(%digest, error = %e, "layer failed");
                     first_err.get_or_insert(e);
@@ -270,17 +322,7 @@ impl Registry {
             }
         }
         if let Some(e) = first_err {
-            for (_, d) in &done {
-                store.discard_layer_dir(&d.dir);
-            }
             return Err(e);
-        }
-        for (digest, d) in &done {
-            self.remember_source(digest, &r);
-            report.downloaded.push(digest.clone());
-            if let Some(res) = &d.resumed {
-                report.resumed.push(res.clone());
-            }
         }
         let s = store.clone();
         let new_image = NewImage {
@@ -289,16 +331,7 @@ impl Registry {
             repo_tag,
             repo_digest,
         };
-        let commit_progress = progress.clone();
-        let id = blocking(move || {
-            for (digest, d) in done {
-                s.commit_layer(&d.dir, &d.info.diff_id)?;
-                s.put_layer_blob(&d.blob_file, &d.info.diff_id, &d.info)?;
-                commit_progress.layer(&digest, LayerStatus::PullComplete);
-            }
-            s.register_image(new_image)
-        })
-        .await?;
+        let id = blocking(move || s.register_image(new_image)).await?;
         debug_assert_eq!(id, image_id);
         for d in &report.already_existed {
             self.remember_source(d, &r);
@@ -459,6 +492,7 @@ async fn fetch_blob(
 }
 
 /// Downloads one layer into the store's temp layer dir, resuming a kept partial blob.
+#[allow(clippy::too_many_arguments)]
 async fn pull_layer(
     client: &oci_client::Client,
     r: &Reference,
@@ -467,6 +501,7 @@ async fn pull_layer(
     store: Arc<dyn RegistryStore>,
     downloads: &Path,
     progress: &ProgressSink,
+    lock: tokio::sync::OwnedMutexGuard<()>,
 ) -> Result<Done> {
     let digest = job.desc.digest.clone();
     let partial = downloads.join(format!("{}.partial", digest_hex(&digest)));
@@ -512,6 +547,7 @@ async fn pull_layer(
                 digest: digest.clone(),
                 offset: from,
             }),
+            _lock: lock,
         }),
         Err(e) => {
             store.discard_layer_dir(&dir);

@@ -521,3 +521,85 @@ fn foreign_layers_are_skipped_with_a_message() {
     assert_eq!(trees.len(), 1);
     assert!(trees[0].contains_key("base"));
 }
+
+#[test]
+fn shared_layers_are_stored_once_even_by_concurrent_pulls() {
+    let reg = TestRegistry::start().unwrap();
+    let rt = rt();
+    let shared = tar(&[Entry::File(
+        "shared.bin",
+        &common::random_bytes(3 << 20),
+        0o644,
+        0,
+    )]);
+    let mut manifests = Vec::new();
+    for name in ["one", "two"] {
+        let own = tar(&[Entry::File(name, name.as_bytes(), 0o644, 0)]);
+        manifests.push(rt.block_on(common::push_raw(
+            &reg.host(),
+            &format!("shared/{name}"),
+            "v1",
+            &[
+                (
+                    "application/vnd.oci.image.layer.v1.tar",
+                    shared.clone(),
+                    berth_registry::sha256_digest(&shared),
+                ),
+                (
+                    "application/vnd.oci.image.layer.v1.tar",
+                    own.clone(),
+                    berth_registry::sha256_digest(&own),
+                ),
+            ],
+            common::base_config(),
+            "application/vnd.oci.image.manifest.v1+json",
+        )));
+    }
+    let c = client();
+    let (a, b) = rt.block_on(async {
+        let o = PullOptions::default();
+        let s = Default::default();
+        let one = format!("{}/shared/one:v1", reg.host());
+        let two = format!("{}/shared/two:v1", reg.host());
+        tokio::join!(c.registry.pull(&one, &o, &s), c.registry.pull(&two, &o, &s))
+    });
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.downloaded.len() + b.downloaded.len(),
+        3,
+        "the shared layer is downloaded once: {a:?} {b:?}"
+    );
+    assert_eq!(a.already_existed.len() + b.already_existed.len(), 1);
+    let layers = std::fs::read_dir(c.store.root().join("layers"))
+        .unwrap()
+        .count();
+    assert_eq!(layers, 3);
+
+    // By digest: Docker's status names the digest reference; no tag is added.
+    let by_digest = format!("{}/shared/one@{}", reg.host(), manifests[0].0);
+    let d = client();
+    let ev = Events::default();
+    let r = rt
+        .block_on(
+            d.registry
+                .pull(&by_digest, &PullOptions::default(), &ev.sink()),
+        )
+        .unwrap();
+    assert_eq!(r.digest, manifests[0].0);
+    assert!(ev.has(&format!("Status: Downloaded newer image for {by_digest}")));
+    assert!(d
+        .store
+        .image(&format!("{}/shared/one:v1", reg.host()))
+        .unwrap()
+        .is_none());
+    assert!(d.store.image(&r.image_id).unwrap().is_some());
+    // A digest that does not match what the registry serves is refused.
+    let wrong = format!("{}/shared/one@sha256:{}", reg.host(), "0".repeat(64));
+    let e = rt
+        .block_on(
+            d.registry
+                .pull(&wrong, &PullOptions::default(), &Default::default()),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind().http_status(), 404, "{e}");
+}
