@@ -45,6 +45,7 @@
 pub mod bins;
 pub mod bundle;
 pub mod cgroup;
+pub mod cli;
 pub mod console;
 pub mod daemon;
 pub mod ids;
