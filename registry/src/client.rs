@@ -78,16 +78,50 @@ impl RegistryConfig {
         }
     }
 
-    /// A distribution client for talking to `hosts`.
-    pub(crate) fn oci_client(&self, hosts: &[String]) -> oci_client::Client {
-        ensure_tls_provider();
-        let insecure: Vec<String> = hosts
+    /// How to reach `host`: HTTPS, or for an insecure registry HTTPS without certificate
+    /// verification when it speaks TLS and plain HTTP otherwise (Docker's order); a mirror
+    /// given as `http://` is HTTP.
+    pub(crate) async fn transport(&self, host: &str) -> Transport {
+        let all_mirrors = self
+            .registry_mirrors
             .iter()
-            .filter(|h| self.is_insecure(h))
-            .cloned()
-            .collect();
+            .chain(self.mirrors.values().flatten());
+        if all_mirrors
+            .filter(|m| m.starts_with("http://"))
+            .any(|m| url_host(m) == host)
+        {
+            return Transport::Http;
+        }
+        if !self.is_insecure(host) {
+            return Transport::Https;
+        }
+        ensure_tls_provider();
+        let probe = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(5))
+            .build();
+        let speaks_tls = match probe {
+            Ok(c) => c.get(format!("https://{host}/v2/")).send().await.is_ok(),
+            Err(_) => false,
+        };
+        tracing::debug!(host, speaks_tls, "insecure registry");
+        if speaks_tls {
+            Transport::HttpsSkipVerify
+        } else {
+            Transport::Http
+        }
+    }
+
+    /// A distribution client for talking to `host` over `transport`.
+    pub(crate) fn oci_client(&self, host: &str, transport: Transport) -> oci_client::Client {
+        ensure_tls_provider();
+        let protocol = match transport {
+            Transport::Http => ClientProtocol::HttpsExcept(vec![host.to_string()]),
+            Transport::Https | Transport::HttpsSkipVerify => ClientProtocol::Https,
+        };
         oci_client::Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(insecure),
+            protocol,
+            accept_invalid_certificates: transport == Transport::HttpsSkipVerify,
             connect_timeout: Some(Duration::from_secs(15)),
             read_timeout: Some(Duration::from_secs(60)),
             max_concurrent_download: self.max_concurrent_downloads.max(1),
@@ -96,13 +130,24 @@ impl RegistryConfig {
             ..ClientConfig::default()
         })
     }
+}
 
-    /// `http` or `https` for `host`.
-    pub(crate) fn scheme(&self, host: &str) -> &'static str {
-        if self.is_insecure(host) {
-            "http"
-        } else {
-            "https"
+/// How a host is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// TLS with verified certificates.
+    Https,
+    /// TLS without certificate verification (insecure registries that speak TLS).
+    HttpsSkipVerify,
+    /// Plain HTTP (insecure registries that do not speak TLS, `http://` mirrors).
+    Http,
+}
+
+impl Transport {
+    pub(crate) fn scheme(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Https | Transport::HttpsSkipVerify => "https",
         }
     }
 }
@@ -279,7 +324,6 @@ mod tests {
         assert!(!c.is_insecure("reg.example.com:5001"));
         assert!(!c.is_insecure("registry-1.docker.io"));
         assert!(!c.is_insecure("hub-mirror.example.com"));
-        assert_eq!(c.scheme("127.0.0.1:1"), "http");
     }
 
     #[test]

@@ -27,9 +27,11 @@ impl Registry {
         } else {
             server
         };
-        let url = format!("{}://{host}/v2/", self.config.scheme(&host));
+        let transport = self.config.transport(&host).await;
+        let url = format!("{}://{host}/v2/", transport.scheme());
         crate::client::ensure_tls_provider();
         let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(transport == crate::client::Transport::HttpsSkipVerify)
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()

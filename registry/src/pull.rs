@@ -100,8 +100,6 @@ impl Registry {
         let r = Reference::parse(reference)?.with_default_tag();
         let platform = Platform::parse(&options.platform)?;
         let endpoints = self.config.pull_endpoints(&r);
-        let hosts: Vec<String> = endpoints.iter().map(|e| e.host.clone()).collect();
-        let client = self.config.oci_client(&hosts);
         progress.status(Some(&r.tag_or_digest()), format!("Pulling from {}", r.path));
 
         // Manifest: mirrors first, then the registry.
@@ -113,12 +111,14 @@ impl Registry {
             } else {
                 options.auth.to_oci()
             };
+            let transport = self.config.transport(&ep.host).await;
+            let client = self.config.oci_client(&ep.host, transport);
             match self
                 .resolve_manifest(&client, &r, ep, &auth, &platform)
                 .await
             {
                 Ok(m) => {
-                    found = Some((ep.clone(), auth, m));
+                    found = Some((ep.clone(), client, m));
                     break;
                 }
                 Err(e) if ep.mirror => {
@@ -128,7 +128,7 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         }
-        let Some((ep, _auth, resolved)) = found else {
+        let Some((ep, client, resolved)) = found else {
             return Err(last_err.unwrap_or_else(|| Error::NotFound("no endpoint".into())));
         };
         let oci_ref = r.to_oci(&ep.host);
@@ -353,7 +353,8 @@ impl Registry {
     ) -> Result<crate::DistributionInspect> {
         let r = Reference::parse(reference)?.with_default_tag();
         let host = r.registry_host();
-        let client = self.config.oci_client(std::slice::from_ref(&host));
+        let transport = self.config.transport(&host).await;
+        let client = self.config.oci_client(&host, transport);
         let oci_ref = r.to_oci(&host);
         let (body, digest) = client
             .pull_manifest_raw(&oci_ref, &auth.to_oci(), manifest::ACCEPT)

@@ -98,7 +98,8 @@ impl Registry {
             format!("The push refers to repository [{}]", r.name()),
         );
         let host = r.registry_host();
-        let client = self.config.oci_client(std::slice::from_ref(&host));
+        let transport = self.config.transport(&host).await;
+        let client = self.config.oci_client(&host, transport);
         let target = r.to_oci(&host);
         client
             .auth(&target, &options.auth.to_oci(), RegistryOperation::Push)

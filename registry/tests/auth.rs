@@ -161,9 +161,10 @@ async fn token(
     axum::Json(json!({"token": jwt, "access_token": jwt, "expires_in": 300})).into_response()
 }
 
-fn make_issuer(dir: &std::path::Path) -> (Issuer, String) {
-    let key = dir.join("key.pem");
-    let cert = dir.join("cert.pem");
+/// A self-signed P-256 certificate: (cert PEM, key PEM, key PKCS#8 DER, cert DER).
+fn self_signed(dir: &std::path::Path, cn: &str) -> (String, String, Vec<u8>, Vec<u8>) {
+    let key = dir.join(format!("{cn}.key"));
+    let cert = dir.join(format!("{cn}.crt"));
     let run = |args: &[&str]| {
         let out = Command::new("openssl").args(args).output().unwrap();
         assert!(
@@ -173,6 +174,7 @@ fn make_issuer(dir: &std::path::Path) -> (Issuer, String) {
         );
         out.stdout
     };
+    let subj = format!("/CN={cn}");
     run(&[
         "req",
         "-x509",
@@ -188,7 +190,7 @@ fn make_issuer(dir: &std::path::Path) -> (Issuer, String) {
         "-days",
         "1",
         "-subj",
-        "/CN=berth-test-token-issuer",
+        &subj,
     ]);
     let pkcs8 = run(&[
         "pkcs8",
@@ -200,6 +202,16 @@ fn make_issuer(dir: &std::path::Path) -> (Issuer, String) {
         "DER",
     ]);
     let cert_der = run(&["x509", "-in", cert.to_str().unwrap(), "-outform", "DER"]);
+    (
+        std::fs::read_to_string(&cert).unwrap(),
+        std::fs::read_to_string(&key).unwrap(),
+        pkcs8,
+        cert_der,
+    )
+}
+
+fn make_issuer(dir: &std::path::Path) -> (Issuer, String) {
+    let (cert_pem, _, pkcs8, cert_der) = self_signed(dir, "berth-test-token-issuer");
     let rng = ring::rand::SystemRandom::new();
     let key = ring::signature::EcdsaKeyPair::from_pkcs8(
         &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -212,8 +224,41 @@ fn make_issuer(dir: &std::path::Path) -> (Issuer, String) {
             key: std::sync::Arc::new(key),
             cert_der,
         },
-        std::fs::read_to_string(&cert).unwrap(),
+        cert_pem,
     )
+}
+
+#[test]
+fn insecure_registry_speaking_tls_is_used_over_https_without_verification() {
+    let work = tempfile::tempdir().unwrap();
+    let (cert, key, _, _) = self_signed(work.path(), "berth-test-registry");
+    let reg = TestRegistry::start_tls(&cert, &key).unwrap();
+    let rt = rt();
+    let c = client();
+    let name = format!("{}/tls/app:v1", reg.host());
+    small_image(&c, &name);
+    // 127.0.0.1 is insecure by default: HTTPS is tried first and its self-signed
+    // certificate accepted, as Docker does (plain HTTP would get a 400 from this registry).
+    rt.block_on(
+        c.registry
+            .push(&name, &PushOptions::default(), &Default::default()),
+    )
+    .unwrap();
+    let other = client();
+    rt.block_on(
+        other
+            .registry
+            .pull(&name, &PullOptions::default(), &Default::default()),
+    )
+    .unwrap();
+    let ok = rt
+        .block_on(
+            other
+                .registry
+                .login(&AuthConfig::basic("any", "thing", &reg.host())),
+        )
+        .unwrap();
+    assert_eq!(ok.status, "Login Succeeded");
 }
 
 #[test]

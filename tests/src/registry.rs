@@ -56,6 +56,18 @@ impl Registry {
 
     /// Starts a registry with the given auth on a free port.
     pub fn start_with(auth: RegistryAuth) -> Result<Registry> {
+        Registry::start_full(auth, None)
+    }
+
+    /// Starts an open registry serving HTTPS with the given PEM certificate and key.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Result<Registry> {
+        Registry::start_full(
+            RegistryAuth::None,
+            Some((cert_pem.to_string(), key_pem.to_string())),
+        )
+    }
+
+    fn start_full(auth: RegistryAuth, tls: Option<(String, String)>) -> Result<Registry> {
         if !Path::new(REGISTRY_BIN).exists() {
             bail!("{REGISTRY_BIN} not found: apt-get install docker-registry");
         }
@@ -97,8 +109,21 @@ impl Registry {
                 )
             }
         };
+        let tls_yaml = match &tls {
+            None => String::new(),
+            Some((cert, key)) => {
+                let (c, k) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+                std::fs::write(&c, cert).context("write tls cert")?;
+                std::fs::write(&k, key).context("write tls key")?;
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    c.display(),
+                    k.display()
+                )
+            }
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nvalidation:\n  manifests:\n    urls:\n      allow:\n        - ^https?://\nhttp:\n  addr: {addr}\n{auth_yaml}",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nvalidation:\n  manifests:\n    urls:\n      allow:\n        - ^https?://\nhttp:\n  addr: {addr}\n{tls_yaml}{auth_yaml}",
             storage.display()
         );
         std::fs::write(dir.path().join("config.yml"), config).context("write registry config")?;
