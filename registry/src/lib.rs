@@ -41,7 +41,7 @@ pub use fsutil::{sha256_digest, short_id};
 pub use login::LoginResult;
 pub use manifest::{DistributionInspect, ManifestDescriptor};
 pub use platform::Platform;
-pub use progress::{LayerStatus, Progress, ProgressSink};
+pub use progress::{docker_error_json, LayerStatus, Progress, ProgressSink};
 pub use pull::{PullOptions, PullReport, ResumedLayer};
 pub use push::{PushOptions, PushReport};
 pub use reference::Reference;

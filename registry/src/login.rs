@@ -17,6 +17,13 @@ pub struct LoginResult {
     pub identity_token: String,
 }
 
+impl LoginResult {
+    /// The body of `POST /auth`: `{"Status":"Login Succeeded","IdentityToken":""}`.
+    pub fn to_docker_json(&self) -> serde_json::Value {
+        serde_json::json!({"Status": self.status, "IdentityToken": self.identity_token})
+    }
+}
+
 impl Registry {
     /// Checks `auth` against the registry named by `auth.server_address` (Docker Hub when
     /// empty). Wrong credentials give [`Error::Unauthorized`] with Docker's text.

@@ -148,6 +148,12 @@ impl Progress {
     }
 }
 
+/// Docker's error line in a progress stream that already started (the HTTP status is 200
+/// by then): `{"errorDetail":{"message":m},"error":m}`.
+pub fn docker_error_json(message: &str) -> Value {
+    json!({"errorDetail": {"message": message}, "error": message})
+}
+
 /// Docker's textual bar (`[=====>     ]  1.2MB/2.3MB`), for clients that show `progress`.
 fn progress_bar(current: u64, total: u64) -> String {
     const WIDTH: u64 = 50;

@@ -345,6 +345,33 @@ impl Registry {
         Ok(report)
     }
 
+    /// The tags of a repository (`docker pull --all-tags` pulls each), sorted as the
+    /// registry lists them. Pages through the registry's list.
+    pub async fn list_tags(&self, repository: &str, auth: &AuthConfig) -> Result<Vec<String>> {
+        let r = Reference::parse(repository)?.with_default_tag();
+        let host = r.registry_host();
+        let transport = self.config.transport(&host).await;
+        let client = self.config.oci_client(&host, transport);
+        let oci_ref = r.to_oci(&host);
+        let mut tags: Vec<String> = Vec::new();
+        loop {
+            let page = client
+                .list_tags(
+                    &oci_ref,
+                    &auth.to_oci(),
+                    Some(1000),
+                    tags.last().map(String::as_str),
+                )
+                .await
+                .map_err(|e| pull_error(&r, &format!("list tags of {}", r.name()), e))?;
+            let n = page.tags.len();
+            tags.extend(page.tags);
+            if n < 1000 {
+                return Ok(tags);
+            }
+        }
+    }
+
     /// `/distribution/{name}/json`: the manifest descriptor and platforms of a reference.
     pub async fn inspect_distribution(
         &self,

@@ -603,3 +603,33 @@ fn shared_layers_are_stored_once_even_by_concurrent_pulls() {
         .unwrap_err();
     assert_eq!(e.kind().http_status(), 404, "{e}");
 }
+
+#[test]
+fn tags_are_listed() {
+    let reg = TestRegistry::start().unwrap();
+    let rt = rt();
+    let t = tar(&[Entry::File("f", b"x", 0o644, 0)]);
+    for tag in ["v2", "v1", "latest"] {
+        rt.block_on(common::push_raw(
+            &reg.host(),
+            "tagged",
+            tag,
+            &[(
+                "application/vnd.oci.image.layer.v1.tar",
+                t.clone(),
+                berth_registry::sha256_digest(&t),
+            )],
+            common::base_config(),
+            "application/vnd.oci.image.manifest.v1+json",
+        ));
+    }
+    let c = client();
+    let mut tags = rt
+        .block_on(
+            c.registry
+                .list_tags(&format!("{}/tagged", reg.host()), &Default::default()),
+        )
+        .unwrap();
+    tags.sort();
+    assert_eq!(tags, ["latest", "v1", "v2"]);
+}
