@@ -70,6 +70,7 @@ pub struct PullReport {
 }
 
 /// One layer to download.
+#[derive(Clone)]
 struct Job {
     desc: Descriptor,
     diff_id: String,
@@ -533,53 +534,63 @@ async fn pull_layer(
 ) -> Result<Done> {
     let digest = job.desc.digest.clone();
     let partial = downloads.join(format!("{}.partial", digest_hex(&digest)));
-    let have = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
-    // A kept prefix as long as the blob cannot be continued: start again.
-    let offset = if job.desc.size > 0 && have >= job.desc.size {
-        0
-    } else {
-        have
-    };
-    let ctx = format!("download layer {digest} of {r}");
-    let resp = client
-        .pull_blob_stream_partial(oci_ref, digest.as_str(), offset, None)
-        .await
-        .map_err(|e| pull_error(r, &ctx, e))?;
-    let (stream, from) = match resp {
-        BlobResponse::Partial(s) => (s, offset),
-        // The registry ignored the Range header: the body is the whole blob.
-        BlobResponse::Full(s) => (s, 0),
-    };
-    if from > 0 {
-        tracing::info!(%digest, offset = from, "resuming layer download");
-        progress.layer(&digest, LayerStatus::Resuming { offset: from });
-    }
-    let reader = SyncIoBridge::new(StreamReader::new(stream.stream));
-    let dir = {
-        let s = store.clone();
-        blocking(move || s.new_layer_dir()).await?
-    };
-    let progress = progress.clone();
-    let dir2 = dir.clone();
-    let res = tokio::task::spawn_blocking(move || {
-        layer_pipeline(reader, &partial, from, &job, &dir2, &progress).map(|info| (info, partial))
-    })
-    .await
-    .map_err(|e| Error::Store(format!("layer task failed: {e}")))?;
-    match res {
-        Ok((info, blob_file)) => Ok(Done {
-            dir,
-            blob_file,
-            info,
-            resumed: (from > 0).then(|| ResumedLayer {
-                digest: digest.clone(),
-                offset: from,
-            }),
-            _lock: lock,
-        }),
-        Err(e) => {
-            store.discard_layer_dir(&dir);
-            Err(e)
+    let mut retried = false;
+    loop {
+        let have = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        // A kept prefix as long as the blob cannot be continued: start again.
+        let offset = if job.desc.size > 0 && have >= job.desc.size {
+            0
+        } else {
+            have
+        };
+        let ctx = format!("download layer {digest} of {r}");
+        let resp = client
+            .pull_blob_stream_partial(oci_ref, digest.as_str(), offset, None)
+            .await
+            .map_err(|e| pull_error(r, &ctx, e))?;
+        let (stream, from) = match resp {
+            BlobResponse::Partial(s) => (s, offset),
+            // The registry ignored the Range header: the body is the whole blob.
+            BlobResponse::Full(s) => (s, 0),
+        };
+        if from > 0 {
+            tracing::info!(%digest, offset = from, "resuming layer download");
+            progress.layer(&digest, LayerStatus::Resuming { offset: from });
+        }
+        let reader = SyncIoBridge::new(StreamReader::new(stream.stream));
+        let dir = {
+            let s = store.clone();
+            blocking(move || s.new_layer_dir()).await?
+        };
+        let (p, d, j, part) = (progress.clone(), dir.clone(), job.clone(), partial.clone());
+        let res =
+            tokio::task::spawn_blocking(move || layer_pipeline(reader, &part, from, &j, &d, &p))
+                .await
+                .map_err(|e| Error::Store(format!("layer task failed: {e}")))?;
+        match res {
+            Ok(info) => {
+                return Ok(Done {
+                    dir,
+                    blob_file: partial,
+                    info,
+                    resumed: (from > 0).then(|| ResumedLayer {
+                        digest: digest.clone(),
+                        offset: from,
+                    }),
+                    _lock: lock,
+                })
+            }
+            Err(e) => {
+                store.discard_layer_dir(&dir);
+                // A resumed blob that does not verify had a bad kept prefix (the pipeline
+                // removed it): download it whole, once.
+                if from > 0 && !retried && matches!(e, Error::DigestMismatch { .. }) {
+                    tracing::warn!(%digest, error = %e, "resumed download did not verify; downloading it again");
+                    retried = true;
+                    continue;
+                }
+                return Err(e);
+            }
         }
     }
 }

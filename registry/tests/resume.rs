@@ -115,3 +115,44 @@ fn interrupted_pull_resumes_with_a_range_request() {
     assert!(!partial.exists(), "partial blob moved into the store");
     assert!(ev.has("Pull complete"));
 }
+
+#[test]
+fn a_bad_kept_partial_blob_is_downloaded_again() {
+    let reg = TestRegistry::start().unwrap();
+    let rt = rt();
+    let data = common::random_bytes(1 << 20);
+    let t = tar(&[Entry::File("data", &data, 0o644, 0)]);
+    let digest = berth_registry::sha256_digest(&t);
+    rt.block_on(common::push_raw(
+        &reg.host(),
+        "badpartial",
+        "v1",
+        &[(
+            "application/vnd.oci.image.layer.v1.tar",
+            t.clone(),
+            digest.clone(),
+        )],
+        common::base_config(),
+        "application/vnd.oci.image.manifest.v1+json",
+    ));
+    let c = client();
+    let downloads = c.store.downloads_dir();
+    std::fs::create_dir_all(&downloads).unwrap();
+    // A prefix that is not the blob's.
+    std::fs::write(
+        downloads.join(format!("{}.partial", &digest[7..])),
+        vec![7u8; 4096],
+    )
+    .unwrap();
+    let name = format!("{}/badpartial:v1", reg.host());
+    let report = rt
+        .block_on(
+            c.registry
+                .pull(&name, &PullOptions::default(), &Default::default()),
+        )
+        .unwrap();
+    assert!(report.resumed.is_empty(), "{report:?}");
+    let img = c.store.image(&name).unwrap().unwrap();
+    let layer = c.store.layer_path(&img.diff_ids[0]).unwrap();
+    assert_eq!(std::fs::read(layer.join("data")).unwrap(), data);
+}
