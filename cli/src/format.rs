@@ -14,11 +14,21 @@ pub fn short_id(id: &str) -> String {
     id.chars().take(12).collect()
 }
 
-/// go-units `HumanSize`: decimal units, 3 significant digits ("5.2MB", "1.98MB", "0B").
+/// go-units `HumanSizeWithPrecision(size, 3)`, what docker's tables use for image, container
+/// and history sizes: decimal units, 3 significant digits ("5.2MB", "1.98MB", "0B").
 pub fn human_size(size: f64) -> String {
+    human_size_prec(size, 3)
+}
+
+/// go-units `HumanSize` (4 significant digits), used by `system df` and prune totals.
+pub fn human_size4(size: f64) -> String {
+    human_size_prec(size, 4)
+}
+
+fn human_size_prec(size: f64, prec: usize) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let (v, unit) = scale(size, 1000.0, &UNITS);
-    format!("{}{unit}", go_g(v, 3))
+    format!("{}{unit}", go_g(v, prec))
 }
 
 /// go-units `BytesSize`: binary units, 4 significant digits ("7.895MiB").
@@ -584,6 +594,7 @@ mod tests {
         assert_eq!(human_size(5_200_000.0), "5.2MB");
         assert_eq!(human_size(123_456_789.0), "123MB");
         assert_eq!(human_size(1e9), "1GB");
+        assert_eq!(human_size4(1_984_000.0), "1.984MB");
         assert_eq!(bytes_size(8_278_016.0), "7.895MiB");
         assert_eq!(bytes_size(64.0 * 1024.0 * 1024.0), "64MiB");
         assert_eq!(bytes_size(1536.0), "1.5KiB");

@@ -217,6 +217,12 @@ enum SystemCmd {
 }
 
 fn main() {
+    // Die quietly on a closed pipe (`berth events | head`), as docker and other CLIs do,
+    // instead of failing every later write with EPIPE.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

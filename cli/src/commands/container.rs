@@ -180,6 +180,7 @@ pub fn ps_context(c: &Value, trunc: bool, size: bool) -> Value {
         "Labels": labels.join(","),
         "Mounts": mounts.join(","),
         "Networks": networks.join(","),
+        "Platform": null,
         "LocalVolumes": local_volumes.to_string(),
     })
 }
@@ -901,7 +902,10 @@ pub async fn prune(client: &Client, args: PruneArgs) -> Result<i32> {
     if !deleted.is_empty() {
         println!("Deleted Containers:\n{}\n", deleted.join("\n"));
     }
-    println!("Total reclaimed space: {}", human_size(space));
+    println!(
+        "Total reclaimed space: {}",
+        crate::format::human_size4(space)
+    );
     Ok(0)
 }
 

@@ -357,7 +357,10 @@ pub async fn image_prune(client: &Client, args: ImagePruneArgs) -> Result<i32> {
     if !lines.is_empty() {
         println!("Deleted Images:\n{}\n", lines.join("\n"));
     }
-    println!("Total reclaimed space: {}", human_size(space));
+    println!(
+        "Total reclaimed space: {}",
+        crate::format::human_size4(space)
+    );
     Ok(0)
 }
 

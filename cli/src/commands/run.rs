@@ -534,7 +534,7 @@ fn is_image_missing(e: &anyhow::Error) -> bool {
 pub async fn create(client: &Client, args: CreateArgs) -> Result<i32> {
     let id = create_container(client, &args.opts, false)
         .await
-        .map_err(|e| StatusError::exit(125, format!("berth: {e:#}")))?;
+        .map_err(|e| StatusError::exit(125, run_error(&format!("{e:#}"))))?;
     println!("{id}");
     Ok(0)
 }
@@ -552,6 +552,11 @@ pub fn start_error_code(message: &str) -> i32 {
     } else {
         125
     }
+}
+
+/// How docker prints a failed `run`/`create`: prefixed, with a pointer to the help.
+fn run_error(msg: &str) -> String {
+    format!("berth: {msg}\n\nRun 'berth run --help' for more information")
 }
 
 /// Waits for a container on a separate request that is sent before the container starts.
@@ -634,7 +639,7 @@ async fn attach_start_wait(client: &Client, id: &str, plan: AttachPlan) -> Resul
     let hijacked = client
         .hijack(&format!("/containers/{id}/attach?{query}"), None)
         .await
-        .map_err(|e| StatusError::exit(125, format!("berth: {e:#}")))?;
+        .map_err(|e| StatusError::exit(125, run_error(&format!("{e:#}"))))?;
     let condition = if auto_remove { "removed" } else { "next-exit" };
     let waiter = Waiter::start(client, id, condition).await;
     let raw = if tty && a.stdin {
@@ -647,7 +652,7 @@ async fn attach_start_wait(client: &Client, id: &str, plan: AttachPlan) -> Resul
             drop(raw);
             let msg = format!("{e:#}");
             let code = start_error_code(&msg);
-            return Err(StatusError::exit(code, format!("berth: {msg}")));
+            return Err(StatusError::exit(code, run_error(&msg)));
         }
     }
     let resize = if tty && tty::stdout_is_tty() {
@@ -702,14 +707,11 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32> {
         .map_err(|e| StatusError::exit(125, format!("berth: {e}")))?;
     let id = create_container(client, opts, args.detach)
         .await
-        .map_err(|e| StatusError::exit(125, format!("berth: {e:#}")))?;
+        .map_err(|e| StatusError::exit(125, run_error(&format!("{e:#}"))))?;
     if args.detach {
         if let Err(e) = client.post(&format!("/containers/{id}/start")).await {
             let msg = format!("{e:#}");
-            return Err(StatusError::exit(
-                start_error_code(&msg),
-                format!("berth: {msg}"),
-            ));
+            return Err(StatusError::exit(start_error_code(&msg), run_error(&msg)));
         }
         println!("{id}");
         return Ok(0);

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::confirm;
 use crate::client::{empty, q, Client};
-use crate::format::{bytes_size, filters_json, human_size, Template};
+use crate::format::{bytes_size, filters_json, human_size4 as human_size, Template};
 
 /// `--format` for version and info.
 #[derive(Debug, Args)]
@@ -545,6 +545,7 @@ mod tests {
     #[test]
     fn reclaimable_shows_a_percentage() {
         assert_eq!(reclaim(2000.0, 1000.0), "1kB (50%)");
+        assert_eq!(reclaim(1_984_000.0, 0.0), "0B (0%)");
         assert_eq!(reclaim(0.0, 0.0), "0B");
     }
 }

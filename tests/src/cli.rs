@@ -1,0 +1,208 @@
+//! The `berth` CLI against a real daemon, for `tests/tests/cli.rs`.
+//!
+//! [`CliEnv::start`] starts `berthd` (which starts its own supervisor) on a socket in a temp
+//! dir and loads a busybox-static image into it with `berth load`, so the image commands are
+//! exercised on the way. With `$BERTH_CLI_TEST_HOST` set (e.g. `unix:///tmp/d/docker.sock`)
+//! no daemon is started and that one is used instead: this is how the suite is checked
+//! against the real dockerd, since berth must behave the same against either.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::bins::{require_workspace_binary, workspace_binary};
+use crate::daemon::Daemon;
+use crate::tarball::{sha256_digest, Layer};
+use crate::{Cmd, Output};
+
+/// The image every CLI test runs (a busybox-static tree, `CMD ["sh"]`).
+pub const IMAGE: &str = "berth-cli-test/busybox:latest";
+
+/// A daemon and the `berth` binary pointed at it.
+#[derive(Debug)]
+pub struct CliEnv {
+    host: String,
+    berth: PathBuf,
+    dir: tempfile::TempDir,
+    daemon: Option<Daemon>,
+    label: String,
+}
+
+impl CliEnv {
+    /// Starts berthd in a temp dir (or uses `$BERTH_CLI_TEST_HOST`) and loads [`IMAGE`].
+    /// Panics with the daemon's log if anything fails.
+    pub fn start() -> CliEnv {
+        Self::try_start().unwrap_or_else(|e| panic!("start CLI test environment: {e:#}"))
+    }
+
+    fn try_start() -> Result<CliEnv> {
+        let berth = require_workspace_binary("berth");
+        let dir = tempfile::Builder::new()
+            .prefix("berth-cli-")
+            .tempdir()
+            .context("temp dir")?;
+        let (host, daemon) = match std::env::var("BERTH_CLI_TEST_HOST") {
+            Ok(h) if !h.is_empty() => (h, None),
+            _ => {
+                let berthd = require_workspace_binary("berthd");
+                let sock = dir.path().join("berth.sock");
+                let mut cmd = Command::new(berthd);
+                cmd.arg("--data-root")
+                    .arg(dir.path().join("data"))
+                    .arg("--exec-root")
+                    .arg(dir.path().join("exec"))
+                    .arg("-H")
+                    .arg(format!("unix://{}", sock.display()));
+                // berthd finds berth-supervisor, berth-shim and berth-runtime next to itself.
+                if let Some(bin_dir) = workspace_binary("berthd").parent() {
+                    let path = std::env::var("PATH").unwrap_or_default();
+                    cmd.env("PATH", format!("{}:{path}", bin_dir.display()));
+                }
+                let mut d = Daemon::spawn("berthd", cmd, dir.path().join("berthd.log"))?;
+                d.wait_for_unix_socket(&sock, Duration::from_secs(30))?;
+                (format!("unix://{}", sock.display()), Some(d))
+            }
+        };
+        let env = CliEnv {
+            host,
+            berth,
+            dir,
+            daemon,
+            label: format!("berth-cli-test={}", crate::unique_id("env")),
+        };
+        let archive = env.dir.path().join("busybox.tar");
+        std::fs::write(&archive, docker_archive(&busybox_tar_layer()?, IMAGE)?)
+            .context("write image archive")?;
+        let out = env.berth(["load", "-i"]).arg(&archive).output()?;
+        anyhow::ensure!(out.success(), "berth load of the busybox image: {out}");
+        Ok(env)
+    }
+
+    /// `berth <args>` against this daemon (not yet run).
+    pub fn berth<I, S>(&self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        Cmd::new(&self.berth)
+            .env("BERTH_HOST", &self.host)
+            .env("DOCKER_HOST", "unix:///nonexistent-berth-test.sock")
+            .args(args)
+    }
+
+    /// Runs `berth <args>` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.berth(args)
+            .output()
+            .unwrap_or_else(|e| panic!("berth {args:?}: {e:#}"))
+    }
+
+    /// Runs `berth <args>`, asserting exit 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.code(), 0, "berth {args:?} failed: {out}");
+        out.stdout
+    }
+
+    /// A `key=value` label unique to this environment: containers carrying it are removed
+    /// when the environment is dropped (what is left on an external daemon).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The daemon address given to `berth`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// A scratch directory that lives as long as the environment.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The daemon's log so far (empty for an external daemon).
+    pub fn daemon_logs(&self) -> String {
+        self.daemon.as_ref().map(Daemon::logs).unwrap_or_default()
+    }
+}
+
+impl Drop for CliEnv {
+    fn drop(&mut self) {
+        // Containers a test left behind (they are named with unique ids) go with the daemon;
+        // against an external daemon, remove what carries this environment's label.
+        if self.daemon.is_none() {
+            let filter = format!("label={}", self.label);
+            let ids = self
+                .berth(["ps", "-aq", "--filter", &filter])
+                .output()
+                .map(|o| o.stdout)
+                .unwrap_or_default();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let _ = self.berth(["rm", "-f"]).args(ids).output();
+            }
+        }
+    }
+}
+
+/// An uncompressed busybox layer (for `docker save` archives, whose layers are plain tars).
+pub fn busybox_tar_layer() -> Result<Layer> {
+    let dir = tempfile::tempdir().context("temp dir for busybox layer")?;
+    crate::rootfs::populate(dir.path())?;
+    Layer::from_dir(dir.path(), false)
+}
+
+/// A `docker save` archive (manifest.json, config, one layer) holding `layer` tagged `tag`.
+pub fn docker_archive(layer: &Layer, tag: &str) -> Result<Vec<u8>> {
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
+        "config": {
+            "Cmd": ["sh"],
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        },
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+        "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "berth-tests busybox-static"}],
+    })
+    .to_string()
+    .into_bytes();
+    let config_hex = sha256_digest(&config)
+        .trim_start_matches("sha256:")
+        .to_string();
+    let layer_hex = layer.diff_id.trim_start_matches("sha256:").to_string();
+    let manifest = json!([{
+        "Config": format!("{config_hex}.json"),
+        "RepoTags": [tag],
+        "Layers": [format!("{layer_hex}/layer.tar")],
+    }])
+    .to_string()
+    .into_bytes();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8], dir: bool| -> Result<()> {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(if dir { 0o755 } else { 0o644 });
+        h.set_mtime(1_704_067_200);
+        if dir {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            b.append_data(&mut h, path, std::io::empty())
+                .with_context(|| format!("add {path}"))
+        } else {
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, data)
+                .with_context(|| format!("add {path}"))
+        }
+    };
+    add(&format!("{layer_hex}/"), &[], true)?;
+    add(&format!("{layer_hex}/layer.tar"), &layer.bytes, false)?;
+    add(&format!("{config_hex}.json"), &config, false)?;
+    add("manifest.json", &manifest, false)?;
+    let mut out = b.into_inner().context("finish archive")?;
+    out.flush().ok();
+    Ok(out)
+}
