@@ -47,6 +47,9 @@ pub use push::{PushOptions, PushReport};
 pub use reference::Reference;
 pub use store::{BlobInfo, DirStore, LocalImage, NewImage, RegistryStore};
 
+/// File under the downloads dir remembering which repositories hold which blobs.
+const SOURCES_FILE: &str = "blob-sources.json";
+
 /// Docker's default for `max-concurrent-downloads`.
 pub const DEFAULT_MAX_CONCURRENT_DOWNLOADS: usize = 3;
 /// Docker's default for `max-concurrent-uploads`.
@@ -97,10 +100,15 @@ pub struct Registry {
 impl Registry {
     /// A client pulling into and pushing from `store`.
     pub fn new(config: RegistryConfig, store: Arc<dyn RegistryStore>) -> Registry {
+        // Where blobs came from survives restarts, so mounts keep working.
+        let sources = std::fs::read(store.downloads_dir().join(SOURCES_FILE))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or_default();
         Registry {
             config: Arc::new(config),
             store,
-            sources: Arc::default(),
+            sources: Arc::new(std::sync::Mutex::new(sources)),
             in_flight: Arc::default(),
         }
     }
@@ -129,6 +137,20 @@ impl Registry {
         let name = repo.name();
         if !list.contains(&name) {
             list.push(name);
+        }
+    }
+
+    /// Writes the blob sources next to the partial downloads (best effort: only mounts
+    /// depend on it).
+    async fn save_sources(&self) {
+        let json = {
+            let s = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+            serde_json::to_vec(&*s).unwrap_or_default()
+        };
+        let path = self.store.downloads_dir().join(SOURCES_FILE);
+        let res = pull::blocking(move || fsutil::write_atomic(&path, &json, 0o644)).await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "cannot save blob sources");
         }
     }
 

@@ -337,6 +337,7 @@ impl Registry {
         for d in &report.already_existed {
             self.remember_source(d, &r);
         }
+        self.save_sources().await;
         progress.status(None, format!("Digest: {}", resolved.top_digest));
         progress.status(
             None,

@@ -230,6 +230,7 @@ impl Registry {
         for (_, b) in &blobs {
             self.remember_source(&b.digest, &r);
         }
+        self.save_sources().await;
         let repo_digest = format!("{}@{digest}", r.familiar_name());
         {
             let s = store.clone();
