@@ -13,7 +13,7 @@ mod tty;
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use commands::{container as ctr, exec, image, run, system, StatusError};
 
@@ -57,10 +57,10 @@ struct Cli {
     #[arg(long)]
     tlsverify: bool,
     /// Print version information and quit
-    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
-    version: Option<bool>,
+    #[arg(short = 'v', long = "version")]
+    version: bool,
     #[command(subcommand)]
-    command: Cmd,
+    command: Option<Cmd>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -224,6 +224,19 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if cli.version {
+        println!("berth version {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    let Some(command) = cli.command else {
+        // Like docker with no command: the usage, and a failure.
+        let _ = Cli::command().print_help();
+        std::process::exit(1);
+    };
+    let cli = Cli {
+        command: Some(command),
+        ..cli
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -291,14 +304,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Err(e) => {
             // docker run/create report connection failures with 125 as well.
             let code = match &cli.command {
-                Cmd::Run(_) | Cmd::Create(_) => 125,
+                Some(Cmd::Run(_) | Cmd::Create(_)) => 125,
                 _ => 1,
             };
             return Err(StatusError::exit(code, format!("{e:#}")));
         }
     };
     let c = &c;
-    match cli.command {
+    let Some(command) = cli.command else {
+        return Ok(0);
+    };
+    match command {
         Cmd::Run(a) => run::run(c, a).await,
         Cmd::Create(a) => run::create(c, a).await,
         Cmd::Start(a) => run::start(c, a).await,
@@ -373,7 +389,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_tree_is_valid() {
@@ -395,12 +410,12 @@ mod tests {
         .unwrap();
         assert_eq!(cli.host, vec!["unix:///tmp/x.sock"]);
         assert!(cli.debug);
-        assert!(matches!(cli.command, Cmd::Ps(ref p) if p.all));
+        assert!(matches!(cli.command, Some(Cmd::Ps(ref p)) if p.all));
         let cli = Cli::try_parse_from(["berth", "container", "ls", "-q"]).unwrap();
-        assert!(matches!(cli.command, Cmd::Container(ContainerCmd::Ls(ref p)) if p.quiet));
+        assert!(matches!(cli.command, Some(Cmd::Container(ContainerCmd::Ls(ref p))) if p.quiet));
         let cli = Cli::try_parse_from(["berth", "run", "-h", "myhost", "busybox"]).unwrap();
         assert!(
-            matches!(cli.command, Cmd::Run(ref r) if r.opts.hostname.as_deref() == Some("myhost"))
+            matches!(cli.command, Some(Cmd::Run(ref r)) if r.opts.hostname.as_deref() == Some("myhost"))
         );
     }
 }
