@@ -74,7 +74,13 @@ impl Registry {
                 .find(|(k, _)| k == "realm")
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default();
-            let mut query: Vec<(&str, String)> = vec![("account", user.clone())];
+            // offline_token asks for a refresh token, which `docker login` keeps as the
+            // identity token (Docker's token handler does the same).
+            let mut query: Vec<(&str, String)> = vec![
+                ("account", user.clone()),
+                ("client_id", "berth".into()),
+                ("offline_token", "true".into()),
+            ];
             if let Some((_, s)) = params.iter().find(|(k, _)| k == "service") {
                 query.push(("service", s.clone()));
             }
@@ -109,6 +115,90 @@ impl Registry {
                 status_text(resp.status())
             )))
         }
+    }
+}
+
+impl Registry {
+    /// The credentials to hand the distribution client for `host`: as given, or, when they
+    /// carry an identity token (a refresh token from an earlier login), an access token for
+    /// `scope` fetched from the registry's token endpoint with the OAuth2 refresh grant.
+    pub(crate) async fn oci_auth(
+        &self,
+        auth: &AuthConfig,
+        host: &str,
+        transport: crate::client::Transport,
+        scope: &str,
+    ) -> Result<oci_client::secrets::RegistryAuth> {
+        if auth.identity_token.is_empty() {
+            return Ok(auth.to_oci());
+        }
+        crate::client::ensure_tls_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .danger_accept_invalid_certs(transport == crate::client::Transport::HttpsSkipVerify)
+            .build()
+            .map_err(|e| Error::Http {
+                context: "build http client".into(),
+                source: e,
+            })?;
+        let url = format!("{}://{host}/v2/", transport.scheme());
+        let resp = http.get(&url).send().await.map_err(|e| Error::Http {
+            context: format!("Get \"{url}\""),
+            source: e,
+        })?;
+        let challenge = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let (scheme, params) = parse_challenge(&challenge);
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            // No token endpoint: the identity token cannot be used; fall back to the rest.
+            return Ok(auth.to_oci());
+        }
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let realm = get("realm");
+        let form = [
+            ("grant_type", "refresh_token".to_string()),
+            ("refresh_token", auth.identity_token.clone()),
+            ("service", get("service")),
+            ("scope", scope.to_string()),
+            ("client_id", "berth".to_string()),
+        ];
+        let resp = http
+            .post(&realm)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| Error::Http {
+                context: format!("Post \"{realm}\""),
+                source: e,
+            })?;
+        if !resp.status().is_success() {
+            return Err(Error::Unauthorized(format!(
+                "Post \"{realm}\": unauthorized: identity token refused ({})",
+                status_text(resp.status())
+            )));
+        }
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let token = body["access_token"]
+            .as_str()
+            .or_else(|| body["token"].as_str())
+            .unwrap_or("")
+            .to_string();
+        if token.is_empty() {
+            return Err(Error::Unauthorized(format!(
+                "Post \"{realm}\": no access token in the answer"
+            )));
+        }
+        Ok(oci_client::secrets::RegistryAuth::Bearer(token))
     }
 }
 

@@ -107,12 +107,14 @@ impl Registry {
         let mut last_err = None;
         let mut found = None;
         for ep in &endpoints {
+            let transport = self.config.transport(&ep.host).await;
             let auth = if ep.mirror {
                 oci_client::secrets::RegistryAuth::Anonymous
             } else {
-                options.auth.to_oci()
+                let scope = format!("repository:{}:pull", r.path);
+                self.oci_auth(&options.auth, &ep.host, transport, &scope)
+                    .await?
             };
-            let transport = self.config.transport(&ep.host).await;
             let client = self.config.oci_client(&ep.host, transport);
             match self
                 .resolve_manifest(&client, &r, ep, &auth, &platform)

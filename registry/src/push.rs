@@ -101,8 +101,12 @@ impl Registry {
         let transport = self.config.transport(&host).await;
         let client = self.config.oci_client(&host, transport);
         let target = r.to_oci(&host);
+        let scope = format!("repository:{}:pull,push", r.path);
+        let auth = self
+            .oci_auth(&options.auth, &host, transport, &scope)
+            .await?;
         client
-            .auth(&target, &options.auth.to_oci(), RegistryOperation::Push)
+            .auth(&target, &auth, RegistryOperation::Push)
             .await
             .map_err(|e| push_error(&r, &format!("authenticate to {host}"), e))?;
 

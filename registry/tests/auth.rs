@@ -130,15 +130,55 @@ async fn token(
         Some(_) => return (StatusCode::UNAUTHORIZED, "bad credentials").into_response(),
         None => return (StatusCode::UNAUTHORIZED, "credentials required").into_response(),
     }
-    let access: Vec<serde_json::Value> = query
+    let access = access_of(&query);
+    let mut body = json!({"token": "", "access_token": "", "expires_in": 300});
+    let jwt = issue(&issuer, access);
+    body["token"] = json!(jwt);
+    body["access_token"] = json!(jwt);
+    if query
+        .iter()
+        .any(|(k, v)| k == "offline_token" && v == "true")
+    {
+        body["refresh_token"] = json!(REFRESH_TOKEN);
+    }
+    axum::Json(body).into_response()
+}
+
+const REFRESH_TOKEN: &str = "refresh-tokuser";
+
+/// The OAuth2 refresh grant (what an identity token from `login` is used with).
+async fn token_post(
+    State(issuer): State<Issuer>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> axum::response::Response {
+    let field = |k: &str| {
+        form.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    if field("grant_type") != Some("refresh_token") || field("refresh_token") != Some(REFRESH_TOKEN)
+    {
+        return (StatusCode::UNAUTHORIZED, "bad refresh token").into_response();
+    }
+    let jwt = issue(&issuer, access_of(&form));
+    axum::Json(json!({"access_token": jwt, "expires_in": 300})).into_response()
+}
+
+fn access_of(params: &[(String, String)]) -> Vec<serde_json::Value> {
+    params
         .iter()
         .filter(|(k, _)| k == "scope")
-        .filter_map(|(_, s)| {
+        .flat_map(|(_, s)| s.split(' ').map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|s| {
             let mut parts = s.splitn(3, ':');
             let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
             Some(json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
         })
-        .collect();
+        .collect()
+}
+
+/// A signed ES256 JWT granting `access`.
+fn issue(issuer: &Issuer, access: Vec<serde_json::Value>) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -157,8 +197,7 @@ async fn token(
     );
     let rng = ring::rand::SystemRandom::new();
     let sig = issuer.key.sign(&rng, signing_input.as_bytes()).unwrap();
-    let jwt = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
-    axum::Json(json!({"token": jwt, "access_token": jwt, "expires_in": 300})).into_response()
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
 }
 
 /// A self-signed P-256 certificate: (cert PEM, key PEM, key PKCS#8 DER, cert DER).
@@ -271,7 +310,7 @@ fn bearer_token_flow_login_push_pull() {
         .unwrap();
     let token_addr = listener.local_addr().unwrap();
     let app = axum::Router::new()
-        .route("/token", axum::routing::get(token))
+        .route("/token", axum::routing::get(token).post(token_post))
         .with_state(issuer);
     rt.spawn(async move { axum::serve(listener, app).await });
 
@@ -290,6 +329,11 @@ fn bearer_token_flow_login_push_pull() {
 
     let ok = rt.block_on(c.registry.login(&good)).unwrap();
     assert_eq!(ok.status, "Login Succeeded");
+    assert_eq!(
+        ok.identity_token, REFRESH_TOKEN,
+        "refresh token kept as identity token"
+    );
+    assert_eq!(ok.to_docker_json()["IdentityToken"], REFRESH_TOKEN);
     let e = rt
         .block_on(
             c.registry
@@ -334,4 +378,33 @@ fn bearer_token_flow_login_push_pull() {
     assert_eq!(report.downloaded.len(), 1);
     let trees = common::image_trees(&other.store, &name);
     assert!(trees[0].contains_key("hello"));
+
+    // As docker clients send it after such a login: user name and identity token only.
+    let with_identity = |token: &str| AuthConfig {
+        username: "tokuser".into(),
+        identity_token: token.into(),
+        server_address: host.clone(),
+        ..AuthConfig::default()
+    };
+    let third = client();
+    rt.block_on(third.registry.pull(
+        &name,
+        &PullOptions {
+            auth: with_identity(REFRESH_TOKEN),
+            ..Default::default()
+        },
+        &Default::default(),
+    ))
+    .unwrap();
+    let e = rt
+        .block_on(third.registry.pull(
+            &name,
+            &PullOptions {
+                auth: with_identity("stolen"),
+                ..Default::default()
+            },
+            &Default::default(),
+        ))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
 }
