@@ -113,6 +113,34 @@ impl Registry {
         }
     }
 
+    /// Removes partial downloads not touched for `older_than` (kept for resuming); returns the
+    /// bytes freed. For the engine's image prune.
+    pub fn clean_downloads(&self, older_than: std::time::Duration) -> Result<u64> {
+        let dir = self.store.downloads_dir();
+        let mut freed = 0;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io("read dir", &dir, e)),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|x| x != "partial") {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age >= older_than);
+            if old && std::fs::remove_file(&path).is_ok() {
+                freed += meta.len();
+            }
+        }
+        Ok(freed)
+    }
+
     /// The lock serializing downloads of blob `digest`.
     fn blob_lock(&self, digest: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut m = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -157,5 +185,34 @@ impl Registry {
     fn sources_of(&self, digest: &str) -> Vec<String> {
         let s = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         s.get(digest).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_downloads_removes_old_partials_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(DirStore::open(dir.path()).unwrap());
+        let r = Registry::new(RegistryConfig::default(), store.clone());
+        let d = store.downloads_dir();
+        std::fs::write(d.join("aa.partial"), b"12345").unwrap();
+        std::fs::write(d.join("blob-sources.json"), b"{}").unwrap();
+        assert_eq!(
+            r.clean_downloads(std::time::Duration::from_secs(3600))
+                .unwrap(),
+            0
+        );
+        assert_eq!(r.clean_downloads(std::time::Duration::ZERO).unwrap(), 5);
+        assert!(!d.join("aa.partial").exists());
+        assert!(d.join("blob-sources.json").exists());
+        let c: RegistryConfig =
+            serde_json::from_str(r#"{"insecure-registries":["a:1"],"max-concurrent-downloads":5}"#)
+                .unwrap();
+        assert_eq!(c.insecure_registries, ["a:1"]);
+        assert_eq!(c.max_concurrent_downloads, 5);
+        assert_eq!(c.max_concurrent_uploads, DEFAULT_MAX_CONCURRENT_UPLOADS);
     }
 }
