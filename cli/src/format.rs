@@ -188,6 +188,7 @@ impl Template {
     /// Parses `text` (docker unescapes `\t` and `\n` written literally on the command line).
     pub fn parse(text: &str) -> Result<Template> {
         let text = text.replace("\\t", "\t").replace("\\n", "\n");
+        let text = pipe_to_gostr(&text);
         let mut t = gtmpl::Template::default();
         t.add_funcs(&[
             ("json", tf_json as gtmpl::Func),
@@ -198,6 +199,8 @@ impl Template {
             ("split", tf_split as gtmpl::Func),
             ("truncate", tf_truncate as gtmpl::Func),
             ("pad", tf_pad as gtmpl::Func),
+            ("gostr", tf_gostr as gtmpl::Func),
+            ("nonil", tf_nonil as gtmpl::Func),
         ]);
         t.parse(text.as_str())
             .map_err(|e| anyhow!("template parsing error: {e}"))?;
@@ -211,6 +214,90 @@ impl Template {
             .render(&ctx)
             .map_err(|e| anyhow!("template: {e}"))
             .map(|s| s.replace("<no value>", ""))
+    }
+}
+
+/// Appends `| gostr` to every action that prints, so values print as Go's `fmt` prints them
+/// (`[a b]`, `map[k:v]`, `<nil>`) instead of the template engine's debug form. Control actions
+/// (`if`, `range`, `end`, ...), comments and assignments are left alone.
+fn pipe_to_gostr(text: &str) -> String {
+    const KEYWORDS: [&str; 10] = [
+        "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+    ];
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = &after[..end];
+        let (lead, body) = match inner.strip_prefix('-') {
+            Some(b) if b.starts_with(char::is_whitespace) => ("-", b),
+            _ => ("", inner),
+        };
+        let (body, trail) = match body.strip_suffix('-') {
+            Some(b) if b.ends_with(char::is_whitespace) => (b, "-"),
+            _ => (body, ""),
+        };
+        let word = body.split_whitespace().next().unwrap_or("");
+        let control = KEYWORDS.contains(&word)
+            || body.trim_start().starts_with("/*")
+            || body.contains(":=")
+            || body.split_whitespace().any(|w| w == "=")
+            || body.trim().is_empty();
+        out.push_str("{{");
+        if word == "range" {
+            // Go ranges over nil as over nothing; the template engine refuses nil.
+            out.push_str(&format!("{lead}{} | nonil {trail}", body.trim_end()));
+        } else if control {
+            out.push_str(inner);
+        } else {
+            out.push_str(&format!("{lead}{} | gostr {trail}", body.trim_end()));
+        }
+        out.push_str("}}");
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A value as Go's `fmt.Print` shows it.
+fn go_print(v: &TValue) -> String {
+    match v {
+        TValue::NoValue => "<no value>".into(),
+        TValue::Nil => "<nil>".into(),
+        TValue::Bool(b) => b.to_string(),
+        TValue::String(s) => s.clone(),
+        TValue::Number(n) => n.to_string(),
+        TValue::Function(_) => "<func>".into(),
+        TValue::Array(a) => format!("[{}]", a.iter().map(go_print).collect::<Vec<_>>().join(" ")),
+        TValue::Object(m) | TValue::Map(m) => {
+            let mut items: Vec<(&String, &TValue)> = m.iter().collect();
+            items.sort_by_key(|(k, _)| k.as_str());
+            let parts: Vec<String> = items
+                .iter()
+                .map(|(k, v)| format!("{k}:{}", go_print(v)))
+                .collect();
+            format!("map[{}]", parts.join(" "))
+        }
+    }
+}
+
+fn tf_nonil(args: &[TValue]) -> Result<TValue, FuncError> {
+    match args.last() {
+        None | Some(TValue::Nil) | Some(TValue::NoValue) => Ok(TValue::Array(Vec::new())),
+        Some(v) => Ok(v.clone()),
+    }
+}
+
+fn tf_gostr(args: &[TValue]) -> Result<TValue, FuncError> {
+    match args.last() {
+        Some(TValue::String(s)) => Ok(TValue::String(s.clone())),
+        Some(v) => Ok(TValue::String(go_print(v))),
+        None => Ok(TValue::String(String::new())),
     }
 }
 
@@ -655,6 +742,22 @@ mod tests {
             r#"{"ID":"abc","L":["x","y"],"Labels":{"a":"1"},"N":3,"Names":"web"}"#
         );
         assert!(Template::parse("{{.ID").is_err());
+        assert_eq!(r("{{.L}}"), "[x y]");
+        assert_eq!(r("{{.Labels}}"), "map[a:1]");
+        assert_eq!(r("{{- .ID -}} {{ .Names }}"), "abcweb");
+        assert_eq!(r("{{$n := .Names}}{{$n}}"), "web");
+        assert_eq!(r("{{range $i, $v := .L}}{{$i}}={{$v}} {{end}}"), "0=x 1=y ");
+        assert_eq!(r("{{/* note */}}{{.N}}"), "3");
+        let nil = Template::parse("{{.X}}")
+            .unwrap()
+            .render(&json!({"X": null}))
+            .unwrap();
+        assert_eq!(nil, "<nil>");
+        let none = Template::parse("{{range .X}}{{.}}{{end}}|{{range $i, $v := .X}}{{$v}}{{end}}")
+            .unwrap()
+            .render(&json!({"X": null}))
+            .unwrap();
+        assert_eq!(none, "|");
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub fn image_rows(images: &[Value], trunc: bool) -> Vec<Value> {
         let id = if trunc { short_id(id) } else { id.to_string() };
         let created = img["Created"].as_i64().unwrap_or(0);
         let size = human_size(img["Size"].as_f64().unwrap_or(0.0));
+        // VirtualSize and SharedSize use go-units' default precision (4), Size 3.
+        let virtual_size = crate::format::human_size4(img["Size"].as_f64().unwrap_or(0.0));
         let mut tags: Vec<(String, String)> = img["RepoTags"]
             .as_array()
             .into_iter()
@@ -107,9 +109,9 @@ pub fn image_rows(images: &[Value], trunc: bool) -> Vec<Value> {
                 "CreatedAt": format::created_at(created),
                 "Size": size,
                 "Containers": match img["Containers"].as_i64() { Some(n) if n >= 0 => n.to_string(), _ => "N/A".into() },
-                "SharedSize": match img["SharedSize"].as_f64() { Some(n) if n >= 0.0 => human_size(n), _ => "N/A".into() },
+                "SharedSize": match img["SharedSize"].as_f64() { Some(n) if n >= 0.0 => crate::format::human_size4(n), _ => "N/A".into() },
                 "UniqueSize": "N/A",
-                "VirtualSize": size,
+                "VirtualSize": virtual_size,
             }));
         }
     }

@@ -285,6 +285,26 @@ pub fn event_line(e: &Value) -> String {
     line
 }
 
+/// Docker runs event templates on its Go struct, whose field names differ from the JSON keys
+/// for a few fields (`status` is `.Status`, `id` is `.ID`, ...): add those names.
+fn go_event_fields(mut e: Value) -> Value {
+    if let Some(o) = e.as_object_mut() {
+        for (json_key, go_name) in [
+            ("status", "Status"),
+            ("id", "ID"),
+            ("from", "From"),
+            ("scope", "Scope"),
+            ("time", "Time"),
+            ("timeNano", "TimeNano"),
+        ] {
+            if let Some(v) = o.get(json_key).cloned() {
+                o.insert(go_name.to_string(), v);
+            }
+        }
+    }
+    e
+}
+
 /// `berth events`
 pub async fn events(client: &Client, args: EventsArgs) -> Result<i32> {
     let mut query = vec![];
@@ -297,6 +317,10 @@ pub async fn events(client: &Client, args: EventsArgs) -> Result<i32> {
     if let Some(f) = filters_json(&args.filter)? {
         query.push(format!("filters={}", q(&f)));
     }
+    let raw_json = matches!(
+        args.format.as_deref().map(str::trim),
+        Some("json") | Some("{{json .}}")
+    );
     let tmpl = match args.format.as_deref() {
         Some("json") => Some(Template::parse("{{json .}}")?),
         Some(f) => Some(Template::parse(f)?),
@@ -325,9 +349,11 @@ pub async fn events(client: &Client, args: EventsArgs) -> Result<i32> {
             match it.next() {
                 Some(Ok(e)) => {
                     let used = it.byte_offset();
-                    buf.drain(..used);
+                    let raw: Vec<u8> = buf.drain(..used).collect();
                     let line = match &tmpl {
-                        Some(t) => t.render(&e)?,
+                        // The daemon's own JSON keeps docker's field order.
+                        Some(_) if raw_json => String::from_utf8_lossy(&raw).trim().to_string(),
+                        Some(t) => t.render(&go_event_fields(e))?,
                         None => event_line(&e),
                     };
                     writeln!(out, "{line}")?;
