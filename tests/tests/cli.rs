@@ -561,3 +561,81 @@ fn version_and_info_show_client_and_server() {
     let n = env.ok(&["info", "--format", "{{.Images}}"]);
     assert!(n.trim().parse::<u32>().unwrap() >= 1, "{n}");
 }
+
+/// `script` gives `berth` a terminal: checks raw mode end to end, the size sent at start,
+/// the exit code through a TTY, and ctrl-p ctrl-q leaving the container running.
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn run_it_gives_a_terminal_with_size_exit_code_and_detach_keys() {
+    skip_unless_root!();
+    let env = CliEnv::start();
+    let berth = berth_tests::bins::require_workspace_binary("berth");
+    let script = |input: &str, berth_args: &str| {
+        let inner = format!(
+            "stty rows 33 cols 77; BERTH_HOST={} {} {berth_args}",
+            env.host(),
+            berth.display()
+        );
+        Cmd::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "(sleep 1; printf '{input}'; sleep 2) | script -qec \"{inner}\" /dev/null"
+            ))
+            .timeout(Duration::from_secs(20))
+            .output()
+            .unwrap()
+    };
+    let out = script(
+        "stty size; echo hi-$((40+2)); exit 3\\n",
+        &format!("run -it --rm {IMAGE} sh"),
+    );
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(out.stdout.contains("33 77"), "{out}");
+    assert!(out.stdout.contains("hi-42"), "{out}");
+    let name = unique_id("detach");
+    let out = script(
+        "echo before\\n\\020\\021",
+        &format!("run -it --name {name} -l {} {IMAGE} sh", env.label()),
+    );
+    assert_eq!(out.code(), 0, "{out}");
+    let st = env.ok(&[
+        "ps",
+        "--filter",
+        &format!("name={name}"),
+        "--format",
+        "{{.Status}}",
+    ]);
+    assert!(st.starts_with("Up "), "still running after detach: {st:?}");
+    env.ok(&["rm", "-f", &name]);
+}
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn attached_run_forwards_signals_to_the_container() {
+    skip_unless_root!();
+    let env = CliEnv::start();
+    let mut running = env
+        .berth([
+            "run",
+            "--rm",
+            "-l",
+            env.label(),
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'echo got-int; exit 3' INT; echo ready; while :; do sleep 0.1; done",
+        ])
+        .spawn()
+        .unwrap();
+    // Give the container time to start and install its trap.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!running.has_exited());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.pid() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = running.wait(Duration::from_secs(15)).unwrap();
+    assert_eq!(out.code(), 3, "{out}");
+    assert_eq!(out.stdout, "ready\ngot-int\n", "{out}");
+}
