@@ -27,6 +27,7 @@ fn layers() -> Vec<Vec<u8>> {
             Entry::Dir("dev", 0o755),
             Entry::CharDev("dev/null", 1, 3),
             Entry::File("bin/suid", b"#!/bin/sh\n", 0o4755, 0),
+            Entry::FileXattr("data/labelled", b"x", "user.berth", b"kept"),
         ]),
         tar(&[
             Entry::Dir("etc", 0o755),
@@ -114,6 +115,11 @@ fn push_pull_round_trip_keeps_files_whiteouts_and_hard_links() {
     assert!(l2["data/a"].contains("uid=1000") && l2["data/a"].contains("mode=600"));
     assert!(l2["bin/suid"].contains("mode=4755"), "{}", l2["bin/suid"]);
     assert!(l2["dev/null"].starts_with("chr 1:3"));
+    assert!(
+        l2["data/labelled"].contains("xattrs=[user.berth=kept]"),
+        "{}",
+        l2["data/labelled"]
+    );
     for s in [
         "Pulling fs layer",
         "Downloading",

@@ -86,6 +86,8 @@ pub enum Entry<'a> {
     Whiteout(&'a str),
     Opaque(&'a str),
     CharDev(&'a str, u32, u32),
+    /// A file with one extended attribute (a PAX `SCHILY.xattr.` record).
+    FileXattr(&'a str, &'a [u8], &'a str, &'a [u8]),
 }
 
 pub fn tar(entries: &[Entry]) -> Vec<u8> {
@@ -140,6 +142,14 @@ pub fn tar(entries: &[Entry]) -> Vec<u8> {
                 h.set_size(0);
                 b.append_data(&mut h, format!("{dir}/.wh..wh..opq"), std::io::empty())
                     .unwrap();
+            }
+            Entry::FileXattr(p, data, name, value) => {
+                b.append_pax_extensions([(format!("SCHILY.xattr.{name}").as_str(), *value)])
+                    .unwrap();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, p, *data).unwrap();
             }
             Entry::CharDev(p, major, minor) => {
                 h.set_entry_type(tar::EntryType::Char);
@@ -219,9 +229,27 @@ fn walk(
         } else {
             m.mode() & 0o7777
         };
+        let mut xattrs: Vec<String> = xattr::list(&p)
+            .map(|names| {
+                names
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with("trusted.overlay."))
+                    .map(|n| {
+                        let v = xattr::get(&p, &n).ok().flatten().unwrap_or_default();
+                        format!("{n}={}", String::from_utf8_lossy(&v))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        xattrs.sort();
         out.insert(
             rel.clone(),
-            format!("{what} mode={mode:o} uid={} gid={}", m.uid(), m.gid()),
+            format!(
+                "{what} mode={mode:o} uid={} gid={} xattrs=[{}]",
+                m.uid(),
+                m.gid(),
+                xattrs.join(",")
+            ),
         );
         if ft.is_dir() {
             walk(root, &p, out, inodes);
