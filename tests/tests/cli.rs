@@ -42,7 +42,7 @@ fn unreachable_daemon_is_reported_like_docker() {
 #[ignore = "needs root: runs containers under berthd"]
 fn run_exits_with_the_container_code_and_splits_streams() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let out = env.run(&[
         "run",
         "--rm",
@@ -64,7 +64,7 @@ fn run_exits_with_the_container_code_and_splits_streams() {
 #[ignore = "needs root: runs containers under berthd"]
 fn run_pipes_stdin_and_closes_it_at_eof() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let out = env
         .berth(["run", "-i", "--rm", IMAGE, "cat"])
         .stdin("hi\n")
@@ -86,7 +86,7 @@ fn run_pipes_stdin_and_closes_it_at_eof() {
 #[ignore = "needs root: runs containers under berthd"]
 fn run_reports_daemon_and_exec_errors_with_docker_codes() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let out = env.run(&["run", "--rm", IMAGE, "/no/such/binary"]);
     assert_eq!(out.code(), 127, "{out}");
     assert!(out.stderr.contains("Error response from daemon"), "{out}");
@@ -115,7 +115,7 @@ fn run_reports_daemon_and_exec_errors_with_docker_codes() {
 #[ignore = "needs root: runs containers under berthd"]
 fn run_rm_removes_the_container_and_flags_reach_it() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let name = unique_id("rm");
     std::env::set_var("BERTH_CLI_FROM_ENV", "yes");
     let out = env
@@ -155,7 +155,7 @@ fn run_rm_removes_the_container_and_flags_reach_it() {
 #[ignore = "needs root: runs containers under berthd"]
 fn detached_run_prints_the_id_and_logs_follow_until_exit() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let name = unique_id("logs");
     let id = env.ok(&[
         "run",
@@ -197,7 +197,7 @@ fn detached_run_prints_the_id_and_logs_follow_until_exit() {
 #[ignore = "needs root: runs containers under berthd"]
 fn exec_runs_commands_in_a_running_container() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let name = unique_id("exec");
     env.ok(&[
         "run",
@@ -250,7 +250,7 @@ fn exec_runs_commands_in_a_running_container() {
 #[ignore = "needs root: runs containers under berthd"]
 fn stop_kill_start_and_rm_print_names_and_change_state() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let name = unique_id("stop");
     // sh as PID 1 with a TERM trap, so stop ends it with SIGTERM, not the kill after -t.
     env.ok(&[
@@ -295,7 +295,7 @@ fn stop_kill_start_and_rm_print_names_and_change_state() {
 #[ignore = "needs root: runs containers under berthd"]
 fn ps_filters_formats_and_quiet() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let a = unique_id("psa");
     let b = unique_id("psb");
     let id_a = env.ok(&[
@@ -386,7 +386,7 @@ fn ps_filters_formats_and_quiet() {
 #[ignore = "needs root: runs containers under berthd"]
 fn inspect_prints_indented_json_and_templates() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let name = unique_id("insp");
     env.ok(&[
         "create",
@@ -441,7 +441,7 @@ fn inspect_prints_indented_json_and_templates() {
 #[ignore = "needs root: runs containers under berthd"]
 fn images_tag_save_load_history_and_rmi() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let images = env.ok(&["images"]);
     let header = images.lines().next().unwrap();
     assert_eq!(
@@ -479,7 +479,7 @@ fn images_tag_save_load_history_and_rmi() {
 #[ignore = "needs root: runs containers under berthd"]
 fn pause_unpause_rename_top_and_stats() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let name = unique_id("misc");
     env.ok(&[
         "run",
@@ -527,7 +527,7 @@ fn pause_unpause_rename_top_and_stats() {
 #[ignore = "needs root: runs containers under berthd"]
 fn create_then_start_attached_gives_output_and_code() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let name = unique_id("start");
     env.ok(&[
         "create",
@@ -550,7 +550,7 @@ fn create_then_start_attached_gives_output_and_code() {
 #[ignore = "needs root: runs containers under berthd"]
 fn version_and_info_show_client_and_server() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let v = env.ok(&["version"]);
     assert!(v.starts_with("Client:\n Version:"), "{v}");
     assert!(v.contains("\nServer:\n Engine:\n  Version:"), "{v}");
@@ -568,7 +568,7 @@ fn version_and_info_show_client_and_server() {
 #[ignore = "needs root: runs containers under berthd"]
 fn run_it_gives_a_terminal_with_size_exit_code_and_detach_keys() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let berth = berth_tests::bins::require_workspace_binary("berth");
     let script = |input: &str, berth_args: &str| {
         let inner = format!(
@@ -613,7 +613,7 @@ fn run_it_gives_a_terminal_with_size_exit_code_and_detach_keys() {
 #[ignore = "needs root: runs containers under berthd"]
 fn attached_run_forwards_signals_to_the_container() {
     skip_unless_root!();
-    let env = CliEnv::start();
+    let Some(env) = CliEnv::start() else { return };
     let mut running = env
         .berth([
             "run",
