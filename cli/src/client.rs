@@ -670,6 +670,117 @@ mod tests {
         assert_eq!(dechunk(b"5\r\nhello\r\n0\r\n\r\n"), b"hello");
     }
 
+    /// A one-shot fake daemon on a unix socket: answers each connection with `respond`, which
+    /// gets the request head and the connection.
+    async fn fake_daemon<F, Fut>(respond: F) -> (Client, std::path::PathBuf)
+    where
+        F: Fn(String, UnixStream) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "berth-cli-fake-{}-{}.sock",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let respond = Arc::new(respond);
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let respond = respond.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while find(&head, b"\r\n\r\n").is_none() {
+                        if conn.read(&mut b).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(b[0]);
+                    }
+                    respond(String::from_utf8_lossy(&head).into_owned(), conn).await;
+                });
+            }
+        });
+        let client = Client::new(Host::Unix(path.clone()), &TlsOptions::default()).unwrap();
+        (client, path)
+    }
+
+    #[tokio::test]
+    async fn negotiates_down_and_maps_errors() {
+        let (mut client, path) = fake_daemon(|head, mut conn| async move {
+            let resp = if head.starts_with("GET /_ping ") {
+                "HTTP/1.1 200 OK\r\nAPI-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK".to_string()
+            } else if head.starts_with("GET /v1.41/containers/x/json ") {
+                let body = r#"{"message":"No such container: x"}"#;
+                format!(
+                    "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                format!("HTTP/1.1 500 Oops\r\nContent-Length: {}\r\n\r\n{head}", head.len())
+            };
+            let _ = conn.write_all(resp.as_bytes()).await;
+        })
+        .await;
+        client.negotiate().await.unwrap();
+        assert_eq!(client.version(), "1.41");
+        let err = client.get("/containers/x/json").await.unwrap_err();
+        assert!(is_not_found(&err));
+        assert_eq!(
+            err.to_string(),
+            "Error response from daemon: No such container: x"
+        );
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
+    async fn hijacked_streams_half_close_and_keep_reading() {
+        // The fake daemon upgrades, reads stdin to EOF, then answers with what it got: that
+        // only works if our side shuts down its write half and still reads.
+        let (client, path) = fake_daemon(|head, mut conn| async move {
+            assert!(head.contains("Upgrade: tcp"), "{head}");
+            conn.write_all(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            conn.read_to_end(&mut got).await.unwrap();
+            conn.write_all(&got).await.unwrap();
+            conn.write_all(b" done").await.unwrap();
+        })
+        .await;
+        let h = client
+            .hijack("/containers/c/attach?stream=1&stdin=1", None)
+            .await
+            .unwrap();
+        let (mut r, mut w) = h.split();
+        w.write_all(b"input").await.unwrap();
+        w.shutdown().await.unwrap();
+        let mut out = String::new();
+        r.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "input done");
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
+    async fn hijack_errors_carry_the_daemon_message() {
+        let (client, path) = fake_daemon(|_, mut conn| async move {
+            let body = r#"{"message":"container c is not running"}"#;
+            let resp = format!(
+                "HTTP/1.1 409 Conflict\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(resp.as_bytes()).await;
+        })
+        .await;
+        let err = client.hijack("/exec/e/start", None).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Error response from daemon: container c is not running"
+        );
+        let _ = std::fs::remove_file(path);
+    }
+
     #[test]
     fn query_values_are_escaped() {
         assert_eq!(q("a b/{\"x\"}"), "a%20b%2F%7B%22x%22%7D");

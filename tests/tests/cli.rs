@@ -554,7 +554,7 @@ fn version_and_info_show_client_and_server() {
     let v = env.ok(&["version"]);
     assert!(v.starts_with("Client:\n Version:"), "{v}");
     assert!(v.contains("\nServer:\n Engine:\n  Version:"), "{v}");
-    let sv = env.ok(&["version", "--format", "{{.Server.ApiVersion}}"]);
+    let sv = env.ok(&["version", "--format", "{{.Server.APIVersion}}"]);
     assert!(sv.trim().starts_with("1."), "{sv}");
     let info = env.ok(&["info"]);
     assert!(info.contains("Server:\n Containers: "), "{info}");

@@ -27,7 +27,6 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
 
 fn client_version(client: &Client) -> Value {
     json!({
-        "Platform": {"Name": ""},
         "Version": env!("CARGO_PKG_VERSION"),
         "ApiVersion": client.version(),
         "DefaultAPIVersion": crate::client::API_VERSION,
@@ -62,7 +61,18 @@ pub async fn version(client: &Client, args: FormatArgs) -> Result<i32> {
     let server = client.get("/version").await;
     if let Some(f) = &args.format {
         let t = Template::parse(f)?;
-        let v = json!({"Client": cv, "Server": server.as_ref().ok()});
+        let mut v = json!({"Client": cv, "Server": server.as_ref().ok()});
+        // docker's Go structs call the "ApiVersion" key APIVersion; offer that name when asked
+        // (only then, so `{{json .Client}}` stays as docker prints it).
+        if f.contains("APIVersion") {
+            for side in ["Client", "Server"] {
+                if let Some(o) = v[side].as_object_mut() {
+                    if let Some(a) = o.get("ApiVersion").cloned() {
+                        o.insert("APIVersion".into(), a);
+                    }
+                }
+            }
+        }
         println!("{}", t.render(&v)?);
         return server.map(|_| 0);
     }
