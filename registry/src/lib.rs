@@ -52,6 +52,8 @@ const SOURCES_FILE: &str = "blob-sources.json";
 
 /// Docker's default for `max-concurrent-downloads`.
 pub const DEFAULT_MAX_CONCURRENT_DOWNLOADS: usize = 3;
+/// Docker's default for `max-download-attempts`.
+pub const DEFAULT_MAX_DOWNLOAD_ATTEMPTS: usize = 5;
 /// Docker's default for `max-concurrent-uploads`.
 pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 5;
 
@@ -71,6 +73,11 @@ pub struct RegistryConfig {
     pub max_concurrent_downloads: usize,
     /// `max-concurrent-uploads` (default 5).
     pub max_concurrent_uploads: usize,
+    /// `max-download-attempts` (default 5): tries per layer; a retry resumes the download.
+    pub max_download_attempts: usize,
+    /// Wait before retry n is n × this (Docker: 5 s). Not a daemon.json key.
+    #[serde(skip)]
+    pub retry_delay: std::time::Duration,
 }
 
 impl Default for RegistryConfig {
@@ -81,6 +88,8 @@ impl Default for RegistryConfig {
             mirrors: BTreeMap::new(),
             max_concurrent_downloads: DEFAULT_MAX_CONCURRENT_DOWNLOADS,
             max_concurrent_uploads: DEFAULT_MAX_CONCURRENT_UPLOADS,
+            max_download_attempts: DEFAULT_MAX_DOWNLOAD_ATTEMPTS,
+            retry_delay: std::time::Duration::from_secs(5),
         }
     }
 }

@@ -25,6 +25,12 @@ pub enum LayerStatus {
         /// Bytes already on disk.
         offset: u64,
     },
+    /// Pull: the download failed and is tried again after `seconds`
+    /// (`Retrying in 5 seconds`); it resumes from what it got.
+    Retrying {
+        /// Seconds until the next try.
+        seconds: u64,
+    },
     /// Pull: `Verifying Checksum`.
     VerifyingChecksum,
     /// Pull: `Download complete`.
@@ -110,6 +116,10 @@ impl Progress {
                         ("Downloading".into(), Some((*current, *total)))
                     }
                     LayerStatus::Resuming { offset } => ("Downloading".into(), Some((*offset, 0))),
+                    LayerStatus::Retrying { seconds } => {
+                        let unit = if *seconds == 1 { "second" } else { "seconds" };
+                        (format!("Retrying in {seconds} {unit}"), None)
+                    }
                     LayerStatus::VerifyingChecksum => ("Verifying Checksum".into(), None),
                     LayerStatus::DownloadComplete => ("Download complete".into(), None),
                     LayerStatus::Extracting { current, total } => {

@@ -13,7 +13,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::auth::AuthConfig;
 use crate::client::{pull_error, Endpoint};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil::{check_digest, digest_hex, hex, sha256_digest};
 use crate::manifest::{self, Compression, Descriptor, Parsed};
 use crate::platform::Platform;
@@ -82,8 +82,6 @@ struct Done {
     blob_file: PathBuf,
     info: BlobInfo,
     resumed: Option<ResumedLayer>,
-    /// Held until the layer is committed, so a concurrent pull of the same blob waits.
-    _lock: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl Registry {
@@ -253,25 +251,48 @@ impl Registry {
                     let downloads = downloads.clone();
                     let progress = progress.clone();
                     let lock = self.blob_lock(&job.desc.digest);
+                    let attempts = self.config.max_download_attempts.max(1);
+                    let delay = self.config.retry_delay;
                     async move {
                         let digest = job.desc.digest.clone();
-                        let guard = lock.lock_owned().await;
+                        // Held until the layer is committed: a concurrent pull of the same blob
+                        // waits, then finds the layer there.
+                        let _guard = lock.lock_owned().await;
                         if store.has_layer(&job.diff_id) {
                             // Another pull committed it while this one waited.
                             progress.layer(&digest, LayerStatus::AlreadyExists);
                             return (digest, Ok(None));
                         }
-                        let res = pull_layer(
-                            &client,
-                            &r,
-                            &oci_ref,
-                            job,
-                            store.clone(),
-                            &downloads,
-                            &progress,
-                            guard,
-                        )
-                        .await;
+                        let mut attempt = 1;
+                        let res = loop {
+                            let res = pull_layer(
+                                &client,
+                                &r,
+                                &oci_ref,
+                                job.clone(),
+                                store.clone(),
+                                &downloads,
+                                &progress,
+                            )
+                            .await;
+                            match res {
+                                // Network trouble: try again (resuming from the partial
+                                // blob), as Docker does `max-download-attempts` times.
+                                Err(e) if e.kind() == ErrorKind::Unavailable && attempt < attempts => {
+                                    let wait = delay * attempt as u32;
+                                    tracing::warn!(%digest, attempt, error = %e, "layer download failed; retrying");
+                                    progress.layer(
+                                        &digest,
+                                        LayerStatus::Retrying {
+                                            seconds: wait.as_secs_f64().ceil() as u64,
+                                        },
+                                    );
+                                    tokio::time::sleep(wait).await;
+                                    attempt += 1;
+                                }
+                                other => break other,
+                            }
+                        };
                         // A verified layer is committed at once (releasing its lock): a pull of
                         // another image waiting for it, or the next try of an interrupted pull,
                         // finds it there ("Already exists").
@@ -294,8 +315,7 @@ impl Registry {
                                     }
                                     committed?;
                                     p.layer(&dg, LayerStatus::PullComplete);
-                                    // Dropping `d` releases the blob's lock.
-                                    Ok(Some(d.resumed.clone()))
+                                    Ok(Some(d.resumed))
                                 })
                                 .await
                             }
@@ -533,7 +553,6 @@ async fn pull_layer(
     store: Arc<dyn RegistryStore>,
     downloads: &Path,
     progress: &ProgressSink,
-    lock: tokio::sync::OwnedMutexGuard<()>,
 ) -> Result<Done> {
     let digest = job.desc.digest.clone();
     let partial = downloads.join(format!("{}.partial", digest_hex(&digest)));
@@ -580,7 +599,6 @@ async fn pull_layer(
                         digest: digest.clone(),
                         offset: from,
                     }),
-                    _lock: lock,
                 })
             }
             Err(e) => {
