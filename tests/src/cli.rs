@@ -30,6 +30,8 @@ pub struct CliEnv {
     dir: tempfile::TempDir,
     daemon: Option<Daemon>,
     label: String,
+    /// Global flags put before every command (the TLS flags).
+    global: Vec<String>,
 }
 
 impl CliEnv {
@@ -40,7 +42,20 @@ impl CliEnv {
     /// workspace's berthd is still the skeleton that exits with "not built yet": the CLI suite
     /// was written before the engine, and runs for real as soon as berthd serves the API.
     pub fn start() -> Option<CliEnv> {
-        match Self::try_start() {
+        Self::start_with(false)
+    }
+
+    /// Like [`CliEnv::start`], with `berth` talking to the daemon over `tcp://127.0.0.1` with
+    /// TLS and client certificates (`--tlsverify`), made with `openssl` for the test. With
+    /// `$BERTH_CLI_TEST_HOST`, `$BERTH_CLI_TEST_TLS_HOST` names the daemon's TLS address and
+    /// `$BERTH_CLI_TEST_CERT_DIR` holds `ca.pem`, `cert.pem`, `key.pem`; without them the
+    /// test is skipped.
+    pub fn start_tls() -> Option<CliEnv> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Option<CliEnv> {
+        match Self::try_start(tls) {
             Ok(env) => Some(env),
             Err(e) if format!("{e:#}").contains("berthd: not built yet") => {
                 eprintln!("skipping: berthd is not built yet ({e:#})");
@@ -50,14 +65,30 @@ impl CliEnv {
         }
     }
 
-    fn try_start() -> Result<CliEnv> {
+    fn try_start(tls: bool) -> Result<CliEnv> {
         let berth = require_workspace_binary("berth");
         let dir = tempfile::Builder::new()
             .prefix("berth-cli-")
             .tempdir()
             .context("temp dir")?;
+        let mut global = Vec::new();
         let (host, daemon) = match std::env::var("BERTH_CLI_TEST_HOST") {
-            Ok(h) if !h.is_empty() => (h, None),
+            Ok(h) if !h.is_empty() => {
+                if tls {
+                    let (Ok(host), Ok(certs)) = (
+                        std::env::var("BERTH_CLI_TEST_TLS_HOST"),
+                        std::env::var("BERTH_CLI_TEST_CERT_DIR"),
+                    ) else {
+                        anyhow::bail!(
+                            "berthd: not built yet (no TLS host given for an external daemon)"
+                        );
+                    };
+                    global = tls_flags(Path::new(&certs));
+                    (host, None)
+                } else {
+                    (h, None)
+                }
+            }
             _ => {
                 let berthd = require_workspace_binary("berthd");
                 let sock = dir.path().join("berth.sock");
@@ -68,6 +99,26 @@ impl CliEnv {
                     .arg(dir.path().join("exec"))
                     .arg("-H")
                     .arg(format!("unix://{}", sock.display()));
+                let mut tcp = None;
+                if tls {
+                    let certs = dir.path().join("certs");
+                    make_certs(&certs)?;
+                    let port = std::net::TcpListener::bind("127.0.0.1:0")
+                        .and_then(|l| l.local_addr())
+                        .context("pick a free port")?
+                        .port();
+                    cmd.arg("-H")
+                        .arg(format!("tcp://127.0.0.1:{port}"))
+                        .arg("--tlsverify")
+                        .arg("--tlscacert")
+                        .arg(certs.join("ca.pem"))
+                        .arg("--tlscert")
+                        .arg(certs.join("server-cert.pem"))
+                        .arg("--tlskey")
+                        .arg(certs.join("server-key.pem"));
+                    global = tls_flags(&certs);
+                    tcp = Some(port);
+                }
                 // berthd finds berth-supervisor, berth-shim and berth-runtime next to itself.
                 if let Some(bin_dir) = workspace_binary("berthd").parent() {
                     let path = std::env::var("PATH").unwrap_or_default();
@@ -75,7 +126,13 @@ impl CliEnv {
                 }
                 let mut d = Daemon::spawn("berthd", cmd, dir.path().join("berthd.log"))?;
                 d.wait_for_unix_socket(&sock, Duration::from_secs(30))?;
-                (format!("unix://{}", sock.display()), Some(d))
+                match tcp {
+                    Some(port) => {
+                        d.wait_for_tcp(([127, 0, 0, 1], port).into(), Duration::from_secs(30))?;
+                        (format!("tcp://127.0.0.1:{port}"), Some(d))
+                    }
+                    None => (format!("unix://{}", sock.display()), Some(d)),
+                }
             }
         };
         let env = CliEnv {
@@ -83,6 +140,7 @@ impl CliEnv {
             berth,
             dir,
             daemon,
+            global,
             label: format!("berth-cli-test={}", crate::unique_id("env")),
         };
         let archive = env.dir.path().join("busybox.tar");
@@ -102,6 +160,7 @@ impl CliEnv {
         Cmd::new(&self.berth)
             .env("BERTH_HOST", &self.host)
             .env("DOCKER_HOST", "unix:///nonexistent-berth-test.sock")
+            .args(&self.global)
             .args(args)
     }
 
@@ -160,6 +219,112 @@ impl Drop for CliEnv {
     }
 }
 
+/// `--tlsverify` and the CA and client certificate flags for the files in `dir`.
+pub fn tls_flags(dir: &Path) -> Vec<String> {
+    let f = |n: &str| dir.join(n).display().to_string();
+    vec![
+        "--tlsverify".into(),
+        "--tlscacert".into(),
+        f("ca.pem"),
+        "--tlscert".into(),
+        f("cert.pem"),
+        "--tlskey".into(),
+        f("key.pem"),
+    ]
+}
+
+/// Writes a throwaway CA (`ca.pem`), a server certificate for 127.0.0.1/localhost
+/// (`server-cert.pem`, `server-key.pem`) and a client certificate (`cert.pem`, `key.pem`) with
+/// `openssl`, as docker's "protect the daemon socket" guide does.
+pub fn make_certs(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )?;
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n")?;
+    let steps: [&[&str]; 5] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=berth-test-ca",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server-key.pem",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            "server-cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=berth-client",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ],
+    ];
+    for args in steps {
+        let out = Cmd::new("openssl").args(args).current_dir(dir).output()?;
+        anyhow::ensure!(out.success(), "openssl {args:?}: {out}");
+    }
+    Ok(())
+}
+
 /// An uncompressed busybox layer (for `docker save` archives, whose layers are plain tars).
 pub fn busybox_tar_layer() -> Result<Layer> {
     let dir = tempfile::tempdir().context("temp dir for busybox layer")?;
@@ -216,4 +381,47 @@ pub fn docker_archive(layer: &Layer, tag: &str) -> Result<Vec<u8>> {
     let mut out = b.into_inner().context("finish archive")?;
     out.flush().ok();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn make_certs_writes_a_ca_a_server_and_a_client_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        make_certs(dir.path()).unwrap();
+        for f in [
+            "ca.pem",
+            "server-cert.pem",
+            "server-key.pem",
+            "cert.pem",
+            "key.pem",
+        ] {
+            assert!(dir.path().join(f).is_file(), "{f} missing");
+        }
+        let out = Cmd::new("openssl")
+            .args(["verify", "-CAfile", "ca.pem", "server-cert.pem", "cert.pem"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.success(), "{out}");
+    }
+
+    #[test]
+    fn docker_archives_have_a_manifest_config_and_layer() {
+        let layer = Layer::from_dir(tempfile::tempdir().unwrap().path(), false).unwrap();
+        let bytes = docker_archive(&layer, "x/y:1").unwrap();
+        let mut ar = tar::Archive::new(&bytes[..]);
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert!(names.contains(&"manifest.json".to_string()), "{names:?}");
+        assert!(names.iter().any(|n| n.ends_with("/layer.tar")), "{names:?}");
+        assert!(names
+            .iter()
+            .any(|n| n.ends_with(".json") && n != "manifest.json"));
+    }
 }

@@ -639,3 +639,32 @@ fn attached_run_forwards_signals_to_the_container() {
     assert_eq!(out.code(), 3, "{out}");
     assert_eq!(out.stdout, "ready\ngot-int\n", "{out}");
 }
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn tls_with_client_certificates_carries_requests_and_streams() {
+    skip_unless_root!();
+    let Some(env) = CliEnv::start_tls() else {
+        return;
+    };
+    assert!(env.host().starts_with("tcp://"), "{}", env.host());
+    let v = env.ok(&["version", "--format", "{{.Server.Version}}"]);
+    assert!(!v.trim().is_empty());
+    // A hijacked stream with stdin half-closed through TLS.
+    let out = env
+        .berth(["run", "-i", "--rm", IMAGE, "cat"])
+        .stdin("over tls\n")
+        .output()
+        .unwrap();
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(out.stdout, "over tls\n", "{out}");
+    // Without a client certificate the daemon refuses the handshake.
+    let berth = berth_tests::bins::require_workspace_binary("berth");
+    let ca = env.dir().join("certs/ca.pem");
+    let mut cmd = Cmd::new(&berth).args(["-H", env.host(), "--tlsverify", "--tlscacert"]);
+    if ca.is_file() {
+        cmd = cmd.arg(&ca);
+        let out = cmd.arg("ps").output().unwrap();
+        assert_eq!(out.code(), 1, "{out}");
+    }
+}
