@@ -824,3 +824,113 @@ fn net_err(digest: &str, e: io::Error) -> Error {
         source: Box::new(oci_client::errors::OciDistributionError::IoError(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Progress;
+
+    /// Yields `data`, then fails (a connection cut) if `fail`.
+    struct Cut {
+        data: io::Cursor<Vec<u8>>,
+        fail: bool,
+    }
+
+    impl Read for Cut {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let max = buf.len().min(1000);
+            let n = self.data.read(&mut buf[..max])?;
+            if n == 0 && self.fail {
+                return Err(io::Error::new(io::ErrorKind::ConnectionReset, "cut"));
+            }
+            Ok(n)
+        }
+    }
+
+    fn layer() -> (Vec<u8>, Vec<u8>) {
+        let mut b = tar::Builder::new(Vec::new());
+        let data = vec![42u8; 50_000];
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "f", &data[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        io::Write::write_all(&mut gz, &tar).unwrap();
+        (tar, gz.finish().unwrap())
+    }
+
+    #[test]
+    fn a_cut_download_keeps_its_prefix_and_resumes_from_it() {
+        let (tar, gz) = layer();
+        let job = Job {
+            desc: Descriptor {
+                media_type: manifest::OCI_LAYER_GZIP.into(),
+                digest: sha256_digest(&gz),
+                size: gz.len() as u64,
+                ..Descriptor::default()
+            },
+            diff_id: sha256_digest(&tar),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let partial = dir.path().join("x.partial");
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let ev = events.clone();
+        let progress = ProgressSink::new(move |p| ev.lock().unwrap().push(p));
+
+        let cut = 20_000;
+        let first = Cut {
+            data: io::Cursor::new(gz[..cut].to_vec()),
+            fail: true,
+        };
+        let out1 = dir.path().join("l1");
+        fs::create_dir(&out1).unwrap();
+        let e = layer_pipeline(first, &partial, 0, &job, &out1, &progress).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert_eq!(fs::read(&partial).unwrap(), &gz[..cut], "prefix kept");
+
+        let rest = Cut {
+            data: io::Cursor::new(gz[cut..].to_vec()),
+            fail: false,
+        };
+        let out2 = dir.path().join("l2");
+        fs::create_dir(&out2).unwrap();
+        let info = layer_pipeline(rest, &partial, cut as u64, &job, &out2, &progress).unwrap();
+        assert_eq!(info.digest, job.desc.digest);
+        assert_eq!(info.diff_id, job.diff_id);
+        assert_eq!(fs::read(&partial).unwrap(), gz, "whole blob on disk");
+        assert_eq!(fs::read(out2.join("f")).unwrap().len(), 50_000);
+        let ev = events.lock().unwrap();
+        assert!(ev.iter().any(|p| matches!(
+            p,
+            Progress::Layer {
+                status: LayerStatus::Downloading { current, .. },
+                ..
+            } if *current == gz.len() as u64
+        )));
+    }
+
+    #[test]
+    fn a_wrong_blob_is_refused_and_its_partial_removed() {
+        let (tar, gz) = layer();
+        let job = Job {
+            desc: Descriptor {
+                media_type: manifest::OCI_LAYER_GZIP.into(),
+                digest: format!("sha256:{}", "0".repeat(64)),
+                size: gz.len() as u64,
+                ..Descriptor::default()
+            },
+            diff_id: sha256_digest(&tar),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let partial = dir.path().join("x.partial");
+        let r = Cut {
+            data: io::Cursor::new(gz),
+            fail: false,
+        };
+        let e =
+            layer_pipeline(r, &partial, 0, &job, dir.path(), &ProgressSink::none()).unwrap_err();
+        assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+        assert!(!partial.exists());
+    }
+}
