@@ -177,6 +177,34 @@ pub async fn info(client: &Client, args: FormatArgs, debug: bool) -> Result<i32>
     out.push_str(&format!(" Logging Driver: {}\n", s(&i, "LoggingDriver")));
     out.push_str(&format!(" Cgroup Driver: {}\n", s(&i, "CgroupDriver")));
     out.push_str(&format!(" Cgroup Version: {}\n", s(&i, "CgroupVersion")));
+    let plugin = |k: &str| -> Vec<String> {
+        i["Plugins"][k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    if i["Plugins"].is_object() {
+        out.push_str(" Plugins:\n");
+        for (k, title) in [
+            ("Volume", "Volume"),
+            ("Network", "Network"),
+            ("Authorization", "Authorization"),
+            ("Log", "Log"),
+        ] {
+            let p = plugin(k);
+            if !p.is_empty() {
+                out.push_str(&format!("  {title}: {}\n", p.join(" ")));
+            }
+        }
+    }
+    let swarm = i["Swarm"]["LocalNodeState"].as_str().unwrap_or("inactive");
+    out.push_str(&format!(
+        " Swarm: {}\n",
+        if swarm.is_empty() { "inactive" } else { swarm }
+    ));
     let mut runtimes: Vec<&String> = i["Runtimes"]
         .as_object()
         .into_iter()
@@ -195,6 +223,18 @@ pub async fn info(client: &Client, args: FormatArgs, debug: bool) -> Result<i32>
         ));
     }
     out.push_str(&format!(" Default Runtime: {}\n", s(&i, "DefaultRuntime")));
+    if !s(&i, "InitBinary").is_empty() {
+        out.push_str(&format!(" Init Binary: {}\n", s(&i, "InitBinary")));
+    }
+    for (k, title) in [
+        ("ContainerdCommit", "containerd"),
+        ("RuncCommit", "runc"),
+        ("InitCommit", "init"),
+    ] {
+        if i[k].is_object() {
+            out.push_str(&format!(" {title} version: {}\n", s(&i[k], "ID")));
+        }
+    }
     let sec: Vec<&str> = i["SecurityOptions"]
         .as_array()
         .into_iter()
@@ -209,6 +249,9 @@ pub async fn info(client: &Client, args: FormatArgs, debug: bool) -> Result<i32>
                 .find_map(|kv| kv.strip_prefix("name="))
                 .unwrap_or(o);
             out.push_str(&format!("  {name}\n"));
+            if let Some(profile) = o.split(',').find_map(|kv| kv.strip_prefix("profile=")) {
+                out.push_str(&format!("   Profile: {profile}\n"));
+            }
         }
     }
     out.push_str(&format!(" Kernel Version: {}\n", s(&i, "KernelVersion")));
@@ -234,8 +277,40 @@ pub async fn info(client: &Client, args: FormatArgs, debug: bool) -> Result<i32>
         " Experimental: {}\n",
         i["ExperimentalBuild"].as_bool().unwrap_or(false)
     ));
+    let insecure: Vec<&str> = i["RegistryConfig"]["InsecureRegistryCIDRs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .chain(
+            i["RegistryConfig"]["IndexConfigs"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, c)| c["Secure"].as_bool() == Some(false))
+                .filter_map(|(_, c)| c["Name"].as_str()),
+        )
+        .collect();
+    if !insecure.is_empty() {
+        out.push_str(" Insecure Registries:\n");
+        for r in insecure {
+            out.push_str(&format!("  {r}\n"));
+        }
+    }
+    let mirrors: Vec<&str> = i["RegistryConfig"]["Mirrors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !mirrors.is_empty() {
+        out.push_str(" Registry Mirrors:\n");
+        for m in mirrors {
+            out.push_str(&format!("  {m}\n"));
+        }
+    }
     out.push_str(&format!(
-        " Live Restore Enabled: {}\n",
+        " Live Restore Enabled: {}\n\n",
         i["LiveRestoreEnabled"].as_bool().unwrap_or(false)
     ));
     print!("{out}");
