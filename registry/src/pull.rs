@@ -146,6 +146,13 @@ impl Registry {
         }
         let config_json: serde_json::Value = serde_json::from_slice(&config)
             .map_err(|e| Error::Unsupported(format!("invalid image config: {e}")))?;
+        // Docker refuses images of another OS before downloading their layers.
+        let os = config_json["os"].as_str().unwrap_or("");
+        if !os.is_empty() && os != "linux" {
+            return Err(Error::Unsupported(format!(
+                "image operating system \"{os}\" cannot be used on this platform: operating system is not supported"
+            )));
+        }
         let diff_ids: Vec<String> = config_json["rootfs"]["diff_ids"]
             .as_array()
             .map(|a| {

@@ -409,6 +409,27 @@ fn bad_references_and_unknown_tags_give_docker_messages() {
     let e = pull(&format!("{}/never/pushed", reg.host()));
     assert_eq!(e.kind().http_status(), 404, "{e}");
     assert!(e.to_string().contains("not found"), "{e}");
+    // An image for another OS.
+    let mut windows = common::base_config();
+    windows["os"] = "windows".into();
+    rt.block_on(common::push_raw(
+        &reg.host(),
+        "windows",
+        "v1",
+        &[(
+            "application/vnd.oci.image.layer.v1.tar",
+            t.clone(),
+            berth_registry::sha256_digest(&t),
+        )],
+        windows,
+        "application/vnd.oci.image.manifest.v1+json",
+    ));
+    let e = pull(&format!("{}/windows:v1", reg.host()));
+    assert_eq!(
+        e.to_string(),
+        "image operating system \"windows\" cannot be used on this platform: operating system is not supported"
+    );
+    assert_eq!(e.kind().http_status(), 400);
     // Pushing something that is not there locally.
     let e = rt
         .block_on(c.registry.push(
