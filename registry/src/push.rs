@@ -133,6 +133,7 @@ impl Registry {
         });
         // The config must name the diff ids of the blobs pushed.
         let mut config = local.config.clone();
+        let mut rewritten = false;
         let actual_diff_ids: Vec<&str> = blobs.iter().map(|(_, b)| b.diff_id.as_str()).collect();
         if actual_diff_ids
             != local
@@ -146,6 +147,7 @@ impl Registry {
                 .map_err(|e| Error::Store(format!("parse config of {familiar}: {e}")))?;
             v["rootfs"]["diff_ids"] = json!(actual_diff_ids);
             config = serde_json::to_vec(&v).map_err(|e| Error::Store(e.to_string()))?;
+            rewritten = true;
         }
         let config_digest = sha256_digest(&config);
 
@@ -236,7 +238,8 @@ impl Registry {
         }
         self.save_sources().await;
         let repo_digest = format!("{}@{digest}", r.familiar_name());
-        {
+        // The repo digest names the local image only if the registry got its very config.
+        if !rewritten {
             let s = store.clone();
             let (id, rd) = (local.id.clone(), repo_digest.clone());
             blocking(move || s.add_repo_digest(&id, &rd)).await?;
