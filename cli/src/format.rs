@@ -138,7 +138,11 @@ pub fn filters_json(filters: &[String]) -> Result<Option<String>> {
     for f in filters {
         let (k, v) = f
             .split_once('=')
-            .ok_or_else(|| anyhow!("bad format of filter (expected name=value)"))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "invalid argument \"{f}\" for \"-f, --filter\" flag: bad format of filter (expected name=value)"
+                )
+            })?;
         map.entry(k.trim().to_lowercase())
             .or_default()
             .insert(v.to_string(), true);
@@ -660,9 +664,9 @@ pub fn parse_cpus(s: &str) -> Result<i64> {
     let v: f64 = s
         .trim()
         .parse()
-        .map_err(|_| anyhow!("invalid argument \"{s}\" for \"--cpus\" flag"))?;
+        .map_err(|_| anyhow!("failed to parse {s} as a rational number"))?;
     if v < 0.0 {
-        bail!("invalid argument \"{s}\" for \"--cpus\" flag");
+        bail!("invalid value: {s}");
     }
     Ok((v * 1e9).round() as i64)
 }

@@ -201,7 +201,15 @@ pub async fn ps(client: &Client, args: PsArgs) -> Result<i32> {
     if wants_size {
         query.push("size=1".into());
     }
-    if let Some(f) = filters_json(&args.filter)? {
+    let filters = filters_json(&args.filter).map_err(|e| {
+        StatusError::exit(
+            125,
+            format!(
+                "{e}\n\nUsage:  berth ps [OPTIONS]\n\nRun 'berth ps --help' for more information"
+            ),
+        )
+    })?;
+    if let Some(f) = filters {
         query.push(format!("filters={}", q(&f)));
     }
     let list = client
@@ -499,11 +507,20 @@ pub async fn rm(client: &Client, args: RmArgs) -> Result<i32> {
         "force={}&v={}&link={}",
         args.force as u8, args.volumes as u8, args.link as u8
     );
-    for_each(&args.containers, true, |c| {
+    let mut failed = false;
+    for c in &args.containers {
         let path = format!("/containers/{}?{query}", q(c.trim_start_matches('/')));
-        async move { client.call(Method::DELETE, &path, None).await.map(|_| ()) }
-    })
-    .await
+        match client.call(Method::DELETE, &path, None).await {
+            Ok(_) => println!("{c}"),
+            // docker rm -f: a container that is already gone is reported, but not a failure.
+            Err(e) if args.force && is_not_found(&e) => eprintln!("{e:#}"),
+            Err(e) => {
+                eprintln!("{e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(failed as i32)
 }
 
 /// `berth pause` / `unpause`
@@ -674,12 +691,10 @@ pub async fn inspect(client: &Client, args: InspectArgs, kind: Option<&str>) -> 
         match found {
             Some(b) => raws.push(String::from_utf8_lossy(&b).trim().to_string()),
             None => {
+                // `inspect` names the object; `container/image inspect` print the daemon's words.
                 let msg = match (kind, last_err) {
-                    (None, _) => format!("Error: No such object: {name}"),
-                    (Some("image"), _) => format!("Error: No such image: {name}"),
-                    (Some("container"), _) => format!("Error: No such container: {name}"),
-                    (_, Some(e)) => format!("{e:#}"),
-                    (_, None) => format!("Error: No such object: {name}"),
+                    (Some(_), Some(e)) => format!("{e:#}"),
+                    _ => format!("Error: No such object: {name}"),
                 };
                 errors.push(msg);
             }
@@ -841,6 +856,9 @@ pub async fn stats(client: &Client, args: StatsArgs) -> Result<i32> {
                 Err(e) => errors.push(format!("{e:#}")),
             }
         }
+        if !errors.is_empty() && !args.containers.is_empty() {
+            return Err(StatusError::exit(1, errors.join("\n")));
+        }
         if !args.no_stream {
             print!("\x1b[2J\x1b[H");
         }
@@ -868,9 +886,6 @@ pub async fn stats(client: &Client, args: StatsArgs) -> Result<i32> {
             },
             STATS_HEADERS,
         )?;
-        if !errors.is_empty() && !args.containers.is_empty() {
-            return Err(StatusError::exit(1, errors.join("\n")));
-        }
         if args.no_stream {
             return Ok(0);
         }

@@ -206,6 +206,8 @@ pub async fn rmi(client: &Client, args: RmiArgs) -> Result<i32> {
                     }
                 }
             }
+            // docker rmi -f: an image that is already gone is reported, but not a failure.
+            Err(e) if args.force && crate::client::is_not_found(&e) => eprintln!("{e:#}"),
             Err(e) => {
                 eprintln!("{e:#}");
                 failed = true;
@@ -500,6 +502,21 @@ fn file_body(path: Option<PathBuf>) -> Body {
     BodyExt::boxed(StreamBody::new(stream))
 }
 
+/// An I/O error in Go's words ("no such file or directory"), as docker prints them.
+pub fn go_io_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_lowercase(),
+                None => s,
+            }
+        }
+    }
+}
+
 /// `berth load`
 #[derive(Debug, Args)]
 pub struct LoadArgs {
@@ -520,7 +537,7 @@ pub async fn load(client: &Client, args: LoadArgs) -> Result<i32> {
         ));
     }
     if let Some(p) = &args.input {
-        std::fs::metadata(p).with_context(|| format!("open {}", p.display()))?;
+        std::fs::metadata(p).map_err(|e| anyhow!("open {}: {}", p.display(), go_io_error(&e)))?;
     }
     // Docker asks for quiet output (no progress bars) when stdout is not a terminal.
     let quiet = args.quiet || !std::io::stdout().is_terminal();
@@ -563,7 +580,7 @@ pub async fn import(client: &Client, args: ImportArgs) -> Result<i32> {
         (empty(), args.source.clone())
     } else {
         let p = PathBuf::from(&args.source);
-        std::fs::metadata(&p).with_context(|| format!("open {}", p.display()))?;
+        std::fs::metadata(&p).map_err(|e| anyhow!("open {}: {}", p.display(), go_io_error(&e)))?;
         (file_body(Some(p)), "-".to_string())
     };
     query.push(format!("fromSrc={}", q(&src)));

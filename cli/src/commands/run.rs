@@ -301,6 +301,18 @@ fn restart_policy(s: &str) -> Result<Value> {
     Ok(json!({"Name": name, "MaximumRetryCount": count}))
 }
 
+/// Parses a flag's value, failing with docker's `invalid argument "v" for "flag" flag: ...`.
+fn flag_value(v: &str, flag: &str, parse: fn(&str) -> Result<i64>) -> Result<i64> {
+    parse(v).map_err(|e| {
+        let e = e.to_string();
+        let e = e
+            .strip_prefix(&format!("invalid argument \"{v}\" for \"{flag}\" flag: "))
+            .unwrap_or(&e)
+            .to_string();
+        anyhow!("invalid argument \"{v}\" for \"{flag}\" flag: {e}")
+    })
+}
+
 /// Builds the `POST /containers/create` body from the flags. `detach` clears the attach flags
 /// as docker does for `run -d`.
 pub fn container_config(opts: &ContainerOpts, detach: bool) -> Result<Value> {
@@ -430,17 +442,30 @@ pub fn container_config(opts: &ContainerOpts, detach: bool) -> Result<Value> {
         host.insert("Tmpfs".into(), Value::Object(t));
     }
     if let Some(s) = &opts.shm_size {
-        host.insert("ShmSize".into(), json!(parse_ram(s)?));
+        host.insert(
+            "ShmSize".into(),
+            json!(flag_value(s, "--shm-size", parse_ram)?),
+        );
     }
     if let Some(m) = &opts.memory {
-        host.insert("Memory".into(), json!(parse_ram(m)?));
+        host.insert(
+            "Memory".into(),
+            json!(flag_value(m, "-m, --memory", parse_ram)?),
+        );
     }
     if let Some(s) = &opts.memory_swap {
-        let v = if s.trim() == "-1" { -1 } else { parse_ram(s)? };
+        let v = if s.trim() == "-1" {
+            -1
+        } else {
+            flag_value(s, "--memory-swap", parse_ram)?
+        };
         host.insert("MemorySwap".into(), json!(v));
     }
     if let Some(c) = &opts.cpus {
-        host.insert("NanoCpus".into(), json!(parse_cpus(c)?));
+        host.insert(
+            "NanoCpus".into(),
+            json!(flag_value(c, "--cpus", parse_cpus)?),
+        );
     }
     if let Some(c) = opts.cpu_shares {
         host.insert("CpuShares".into(), json!(c));
@@ -530,11 +555,13 @@ fn is_image_missing(e: &anyhow::Error) -> bool {
     })
 }
 
-/// `berth create`: prints the new container's id.
+/// `berth create`: prints the new container's id. Unlike `run`, docker reports create's
+/// daemon errors plainly and exits 1.
 pub async fn create(client: &Client, args: CreateArgs) -> Result<i32> {
+    container_config(&args.opts, false).map_err(|e| usage_error("create", &e))?;
     let id = create_container(client, &args.opts, false)
         .await
-        .map_err(|e| StatusError::exit(125, run_error(&format!("{e:#}"))))?;
+        .map_err(|e| StatusError::exit(1, format!("{e:#}")))?;
     println!("{id}");
     Ok(0)
 }
@@ -552,6 +579,16 @@ pub fn start_error_code(message: &str) -> i32 {
     } else {
         125
     }
+}
+
+/// A bad flag value, as docker reports it: the message, the usage line, exit 125.
+fn usage_error(cmd: &str, e: &anyhow::Error) -> anyhow::Error {
+    StatusError::exit(
+        125,
+        format!(
+            "{e:#}\n\nUsage:  berth {cmd} [OPTIONS] IMAGE [COMMAND] [ARG...]\n\nRun 'berth {cmd} --help' for more information"
+        ),
+    )
 }
 
 /// How docker prints a failed `run`/`create`: prefixed, with a pointer to the help.
@@ -703,8 +740,8 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32> {
         .detach_keys
         .clone()
         .unwrap_or_else(|| tty::DEFAULT_DETACH_KEYS.to_string());
-    tty::parse_detach_keys(&detach_keys)
-        .map_err(|e| StatusError::exit(125, format!("berth: {e}")))?;
+    tty::parse_detach_keys(&detach_keys).map_err(|e| usage_error("run", &e))?;
+    container_config(opts, args.detach).map_err(|e| usage_error("run", &e))?;
     let id = create_container(client, opts, args.detach)
         .await
         .map_err(|e| StatusError::exit(125, run_error(&format!("{e:#}"))))?;
