@@ -101,6 +101,14 @@ enum Cmd {
     Unpause(ctr::ContainersArgs),
     /// Rename a container
     Rename(ctr::RenameArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(ctr::PortArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(ctr::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(ctr::ExportArgs),
+    /// Create a new image from a container's changes
+    Commit(ctr::CommitArgs),
     /// List images
     Images(image::ImagesArgs),
     /// Remove one or more images
@@ -174,6 +182,14 @@ enum ContainerCmd {
     Unpause(ctr::ContainersArgs),
     /// Rename a container
     Rename(ctr::RenameArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(ctr::PortArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(ctr::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(ctr::ExportArgs),
+    /// Create a new image from a container's changes
+    Commit(ctr::CommitArgs),
     /// Remove all stopped containers
     Prune(ctr::PruneArgs),
 }
@@ -340,6 +356,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Pause(a) => ctr::simple(c, a, "pause").await,
         Cmd::Unpause(a) => ctr::simple(c, a, "unpause").await,
         Cmd::Rename(a) => ctr::rename(c, a).await,
+        Cmd::Port(a) => ctr::port(c, a).await,
+        Cmd::Diff(a) => ctr::diff(c, a).await,
+        Cmd::Export(a) => ctr::export(c, a).await,
+        Cmd::Commit(a) => ctr::commit(c, a).await,
         Cmd::Images(a) => image::images(c, a).await,
         Cmd::Rmi(a) => image::rmi(c, a).await,
         Cmd::Tag(a) => image::tag(c, a).await,
@@ -370,6 +390,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             ContainerCmd::Pause(a) => ctr::simple(c, a, "pause").await,
             ContainerCmd::Unpause(a) => ctr::simple(c, a, "unpause").await,
             ContainerCmd::Rename(a) => ctr::rename(c, a).await,
+            ContainerCmd::Port(a) => ctr::port(c, a).await,
+            ContainerCmd::Diff(a) => ctr::diff(c, a).await,
+            ContainerCmd::Export(a) => ctr::export(c, a).await,
+            ContainerCmd::Commit(a) => ctr::commit(c, a).await,
             ContainerCmd::Prune(a) => ctr::prune(c, a).await,
         },
         Cmd::Image(cmd) => match cmd {

@@ -941,6 +941,188 @@ pub async fn prune_containers(client: &Client, filter: &[String]) -> Result<(Vec
     Ok((deleted, v["SpaceReclaimed"].as_f64().unwrap_or(0.0)))
 }
 
+/// `berth port`
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// Container
+    pub container: String,
+    /// PRIVATE_PORT[/PROTO]
+    pub port: Option<String>,
+}
+
+/// `berth port`: "80/tcp -> 0.0.0.0:8080" lines, or the host addresses of one port.
+pub async fn port(client: &Client, args: PortArgs) -> Result<i32> {
+    let info = client
+        .get(&format!("/containers/{}/json", q(&args.container)))
+        .await?;
+    let ports = info["NetworkSettings"]["Ports"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut keys: Vec<&String> = ports.keys().collect();
+    keys.sort();
+    let addr = |b: &Value| {
+        let ip = b["HostIp"].as_str().unwrap_or("");
+        let ip = if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        format!("{ip}:{}", b["HostPort"].as_str().unwrap_or(""))
+    };
+    if let Some(want) = &args.port {
+        let key = if want.contains('/') {
+            want.clone()
+        } else {
+            format!("{want}/tcp")
+        };
+        let bindings = ports.get(&key).and_then(Value::as_array);
+        match bindings {
+            Some(b) if !b.is_empty() => {
+                for x in b {
+                    println!("{}", addr(x));
+                }
+                Ok(0)
+            }
+            _ => Err(StatusError::exit(
+                1,
+                format!(
+                    "Error: No public port '{want}' published for {}",
+                    args.container
+                ),
+            )),
+        }
+    } else {
+        for k in keys {
+            for b in ports[k].as_array().into_iter().flatten() {
+                println!("{k} -> {}", addr(b));
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// `berth diff`
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Container
+    pub container: String,
+}
+
+/// `berth diff`: "C /etc", "A /tmp/x", "D /y".
+pub async fn diff(client: &Client, args: DiffArgs) -> Result<i32> {
+    let v = client
+        .get(&format!("/containers/{}/changes", q(&args.container)))
+        .await?;
+    let mut changes: Vec<&Value> = v.as_array().into_iter().flatten().collect();
+    changes.sort_by_key(|c| c["Path"].as_str().unwrap_or(""));
+    for c in changes {
+        let kind = match c["Kind"].as_i64() {
+            Some(0) => "C",
+            Some(1) => "A",
+            Some(2) => "D",
+            _ => "?",
+        };
+        println!("{kind} {}", c["Path"].as_str().unwrap_or(""));
+    }
+    Ok(0)
+}
+
+/// `berth export`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short = 'o', long)]
+    pub output: Option<std::path::PathBuf>,
+    /// Container
+    pub container: String,
+}
+
+/// `berth export`: the container's filesystem as a tar archive.
+pub async fn export(client: &Client, args: ExportArgs) -> Result<i32> {
+    use std::io::IsTerminal;
+    if args.output.is_none() && std::io::stdout().is_terminal() {
+        return Err(StatusError::exit(
+            1,
+            "cowardly refusing to save to a terminal. Use the -o flag or redirect",
+        ));
+    }
+    let resp = client
+        .request(
+            Method::GET,
+            &format!("/containers/{}/export", q(&args.container)),
+            empty(),
+            None,
+        )
+        .await?;
+    let mut body = resp.into_body();
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    while let Some(frame) = body.frame().await {
+        if let Some(d) = frame.context("read archive")?.data_ref() {
+            out.write_all(d).context("write archive")?;
+        }
+    }
+    out.flush().context("write archive")?;
+    Ok(0)
+}
+
+/// `berth commit`
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short = 'a', long)]
+    pub author: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short = 'c', long = "change")]
+    pub change: Vec<String>,
+    /// Commit message
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+    /// Pause container during commit
+    #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub pause: bool,
+    /// Container
+    pub container: String,
+    /// REPOSITORY[:TAG]
+    pub reference: Option<String>,
+}
+
+/// `berth commit`: prints the new image's id.
+pub async fn commit(client: &Client, args: CommitArgs) -> Result<i32> {
+    let mut query = vec![
+        format!("container={}", q(&args.container)),
+        format!("pause={}", args.pause as u8),
+    ];
+    if let Some(r) = &args.reference {
+        let (repo, tag) = super::image::split_ref(r);
+        query.push(format!("repo={}&tag={}", q(&repo), q(&tag)));
+    }
+    if let Some(a) = &args.author {
+        query.push(format!("author={}", q(a)));
+    }
+    if let Some(m) = &args.message {
+        query.push(format!("comment={}", q(m)));
+    }
+    for c in &args.change {
+        query.push(format!("changes={}", q(c)));
+    }
+    let v = client
+        .call(
+            Method::POST,
+            &format!("/commit?{}", query.join("&")),
+            Some(&json!({})),
+        )
+        .await?;
+    println!("{}", v["Id"].as_str().unwrap_or(""));
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
