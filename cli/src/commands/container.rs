@@ -1014,9 +1014,8 @@ pub async fn diff(client: &Client, args: DiffArgs) -> Result<i32> {
     let v = client
         .get(&format!("/containers/{}/changes", q(&args.container)))
         .await?;
-    let mut changes: Vec<&Value> = v.as_array().into_iter().flatten().collect();
-    changes.sort_by_key(|c| c["Path"].as_str().unwrap_or(""));
-    for c in changes {
+    // In the daemon's order, as docker prints them.
+    for c in v.as_array().into_iter().flatten() {
         let kind = match c["Kind"].as_i64() {
             Some(0) => "C",
             Some(1) => "A",
