@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use commands::{container as ctr, exec, image, run, system, StatusError};
+use commands::{container as ctr, exec, image, objects, run, system, StatusError};
 
 /// A self-sufficient runtime for containers
 #[derive(Debug, Parser)]
@@ -140,6 +140,12 @@ enum Cmd {
     /// Manage Docker
     #[command(subcommand)]
     System(SystemCmd),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(objects::VolumeCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(objects::NetworkCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -408,6 +414,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             ImageCmd::Import(a) => image::import(c, a).await,
             ImageCmd::Pull(a) => image::pull_cmd(c, a).await,
         },
+        Cmd::Volume(cmd) => objects::volume(c, cmd).await,
+        Cmd::Network(cmd) => objects::network(c, cmd).await,
         Cmd::System(cmd) => match cmd {
             SystemCmd::Df(a) => system::df(c, a).await,
             SystemCmd::Info(a) => system::info(c, a, debug).await,

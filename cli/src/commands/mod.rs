@@ -3,6 +3,7 @@
 pub mod container;
 pub mod exec;
 pub mod image;
+pub mod objects;
 pub mod run;
 pub mod system;
 
