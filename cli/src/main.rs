@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use commands::{container as ctr, exec, image, objects, run, system, StatusError};
+use commands::{container as ctr, cp, exec, image, objects, run, system, StatusError};
 
 /// A self-sufficient runtime for containers
 #[derive(Debug, Parser)]
@@ -109,6 +109,8 @@ enum Cmd {
     Export(ctr::ExportArgs),
     /// Create a new image from a container's changes
     Commit(ctr::CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
     /// List images
     Images(image::ImagesArgs),
     /// Remove one or more images
@@ -196,6 +198,8 @@ enum ContainerCmd {
     Export(ctr::ExportArgs),
     /// Create a new image from a container's changes
     Commit(ctr::CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
     /// Remove all stopped containers
     Prune(ctr::PruneArgs),
 }
@@ -366,6 +370,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Diff(a) => ctr::diff(c, a).await,
         Cmd::Export(a) => ctr::export(c, a).await,
         Cmd::Commit(a) => ctr::commit(c, a).await,
+        Cmd::Cp(a) => cp::cp(c, a).await,
         Cmd::Images(a) => image::images(c, a).await,
         Cmd::Rmi(a) => image::rmi(c, a).await,
         Cmd::Tag(a) => image::tag(c, a).await,
@@ -400,6 +405,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             ContainerCmd::Diff(a) => ctr::diff(c, a).await,
             ContainerCmd::Export(a) => ctr::export(c, a).await,
             ContainerCmd::Commit(a) => ctr::commit(c, a).await,
+            ContainerCmd::Cp(a) => cp::cp(c, a).await,
             ContainerCmd::Prune(a) => ctr::prune(c, a).await,
         },
         Cmd::Image(cmd) => match cmd {

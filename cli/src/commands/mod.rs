@@ -1,6 +1,7 @@
 //! One module per group of docker commands; shared helpers for exit codes and multi-object verbs.
 
 pub mod container;
+pub mod cp;
 pub mod exec;
 pub mod image;
 pub mod objects;
