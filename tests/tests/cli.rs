@@ -668,3 +668,46 @@ fn tls_with_client_certificates_carries_requests_and_streams() {
         assert_eq!(out.code(), 1, "{out}");
     }
 }
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn cp_copies_files_both_ways() {
+    skip_unless_root!();
+    let Some(env) = CliEnv::start() else { return };
+    let name = unique_id("cp");
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-l",
+        env.label(),
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    let local = env.dir().join("note.txt");
+    std::fs::write(&local, "from the host\n").unwrap();
+    env.ok(&["cp", local.to_str().unwrap(), &format!("{name}:/tmp/")]);
+    env.ok(&[
+        "cp",
+        local.to_str().unwrap(),
+        &format!("{name}:/tmp/renamed.txt"),
+    ]);
+    let out = env.ok(&["exec", &name, "cat", "/tmp/note.txt", "/tmp/renamed.txt"]);
+    assert_eq!(out, "from the host\nfrom the host\n");
+    let back = env.dir().join("passwd-copy");
+    env.ok(&["cp", &format!("{name}:/etc/passwd"), back.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(&back).unwrap().starts_with("root:"));
+    let dir = env.dir().join("etc-copy");
+    env.ok(&["cp", &format!("{name}:/etc"), dir.to_str().unwrap()]);
+    assert!(dir.join("passwd").is_file());
+    let out = env.run(&[
+        "cp",
+        &format!("{name}:/no/such/file"),
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stderr.contains("Error response from daemon"), "{out}");
+    env.ok(&["rm", "-f", &name]);
+}
