@@ -111,6 +111,8 @@ enum Cmd {
     Commit(ctr::CommitArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(cp::CpArgs),
+    /// Update configuration of one or more containers
+    Update(ctr::UpdateArgs),
     /// List images
     Images(image::ImagesArgs),
     /// Remove one or more images
@@ -200,6 +202,8 @@ enum ContainerCmd {
     Commit(ctr::CommitArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(cp::CpArgs),
+    /// Update configuration of one or more containers
+    Update(ctr::UpdateArgs),
     /// Remove all stopped containers
     Prune(ctr::PruneArgs),
 }
@@ -371,6 +375,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Export(a) => ctr::export(c, a).await,
         Cmd::Commit(a) => ctr::commit(c, a).await,
         Cmd::Cp(a) => cp::cp(c, a).await,
+        Cmd::Update(a) => ctr::update(c, a).await,
         Cmd::Images(a) => image::images(c, a).await,
         Cmd::Rmi(a) => image::rmi(c, a).await,
         Cmd::Tag(a) => image::tag(c, a).await,
@@ -406,6 +411,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             ContainerCmd::Export(a) => ctr::export(c, a).await,
             ContainerCmd::Commit(a) => ctr::commit(c, a).await,
             ContainerCmd::Cp(a) => cp::cp(c, a).await,
+            ContainerCmd::Update(a) => ctr::update(c, a).await,
             ContainerCmd::Prune(a) => ctr::prune(c, a).await,
         },
         Cmd::Image(cmd) => match cmd {

@@ -1122,6 +1122,105 @@ pub async fn commit(client: &Client, args: CommitArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `berth update`
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// The `POST /containers/{id}/update` body for these flags.
+pub fn update_body(args: &UpdateArgs) -> Result<Value> {
+    let mut b = serde_json::Map::new();
+    if let Some(c) = &args.cpus {
+        b.insert("NanoCpus".into(), json!(format::parse_cpus(c)?));
+    }
+    if let Some(c) = args.cpu_shares {
+        b.insert("CpuShares".into(), json!(c));
+    }
+    if let Some(m) = &args.memory {
+        b.insert("Memory".into(), json!(format::parse_ram(m)?));
+    }
+    if let Some(m) = &args.memory_reservation {
+        b.insert("MemoryReservation".into(), json!(format::parse_ram(m)?));
+    }
+    if let Some(m) = &args.memory_swap {
+        let v = if m.trim() == "-1" {
+            -1
+        } else {
+            format::parse_ram(m)?
+        };
+        b.insert("MemorySwap".into(), json!(v));
+    }
+    if let Some(p) = args.pids_limit {
+        b.insert("PidsLimit".into(), json!(p));
+    }
+    if let Some(r) = &args.restart {
+        let (name, count) = match r.split_once(':') {
+            Some((n, c)) => (n, c.parse::<i64>().unwrap_or(0)),
+            None => (r.as_str(), 0),
+        };
+        b.insert(
+            "RestartPolicy".into(),
+            json!({"Name": name, "MaximumRetryCount": count}),
+        );
+    }
+    if b.is_empty() {
+        anyhow::bail!("you must provide one or more flags when using this command");
+    }
+    Ok(Value::Object(b))
+}
+
+/// `berth update`
+pub async fn update(client: &Client, args: UpdateArgs) -> Result<i32> {
+    let body = update_body(&args).map_err(|e| StatusError::exit(125, format!("{e:#}")))?;
+    let mut failed = false;
+    for c in &args.containers {
+        match client
+            .call(
+                Method::POST,
+                &format!("/containers/{}/update", q(c)),
+                Some(&body),
+            )
+            .await
+        {
+            Ok(v) => {
+                for w in v["Warnings"].as_array().into_iter().flatten() {
+                    eprintln!("{}", w.as_str().unwrap_or(""));
+                }
+                println!("{c}");
+            }
+            Err(e) => {
+                eprintln!("{e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(failed as i32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1177,6 +1276,37 @@ mod tests {
         assert_eq!(v["NetIO"], "1.5kB / 648B");
         assert_eq!(v["BlockIO"], "4.1kB / 0B");
         assert_eq!(v["PIDs"], "3");
+    }
+
+    #[test]
+    fn update_flags_become_the_update_body() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            u: UpdateArgs,
+        }
+        let a = Wrap::try_parse_from([
+            "update",
+            "--memory",
+            "128m",
+            "--cpus",
+            "1.5",
+            "--pids-limit",
+            "-1",
+            "--restart",
+            "on-failure:2",
+            "c1",
+        ])
+        .unwrap()
+        .u;
+        assert_eq!(
+            update_body(&a).unwrap(),
+            json!({"Memory": 128 << 20, "NanoCpus": 1_500_000_000, "PidsLimit": -1,
+                   "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2}})
+        );
+        let none = Wrap::try_parse_from(["update", "c1"]).unwrap().u;
+        assert!(update_body(&none).is_err());
     }
 
     #[test]
