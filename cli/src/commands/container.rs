@@ -826,69 +826,128 @@ pub fn stats_context(container: &str, s: &Value, trunc: bool) -> Value {
 /// `berth stats`
 pub async fn stats(client: &Client, args: StatsArgs) -> Result<i32> {
     let format = Format::parse(args.format.as_deref());
+    if !args.no_stream {
+        return stats_stream(client, &args, &format).await;
+    }
+    let names: Vec<String> = if args.containers.is_empty() {
+        running_ids(client, args.all).await?
+    } else {
+        args.containers.clone()
+    };
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    let samples = futures_util::future::join_all(names.iter().map(|n| async move {
+        (
+            n.clone(),
+            client
+                .get(&format!("/containers/{}/stats?stream=0", q(n)))
+                .await,
+        )
+    }))
+    .await;
+    for (name, r) in samples {
+        match r {
+            Ok(s) => rows.push(stats_context(&name, &s, !args.no_trunc)),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if !errors.is_empty() && !args.containers.is_empty() {
+        return Err(StatusError::exit(1, errors.join("\n")));
+    }
+    print_stats(&format, &rows)?;
+    Ok(0)
+}
+
+async fn running_ids(client: &Client, all: bool) -> Result<Vec<String>> {
+    let list = client
+        .get(&format!("/containers/json?all={}", all as u8))
+        .await?;
+    Ok(list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["Id"].as_str().map(str::to_string))
+        .collect())
+}
+
+fn print_stats(format: &Format, rows: &[Value]) -> Result<()> {
+    let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    format::print_objects(
+        format,
+        rows,
+        &[
+            "CONTAINER ID",
+            "NAME",
+            "CPU %",
+            "MEM USAGE / LIMIT",
+            "MEM %",
+            "NET I/O",
+            "BLOCK I/O",
+            "PIDS",
+        ],
+        |c| {
+            [
+                "ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs",
+            ]
+            .iter()
+            .map(|k| s(c, k))
+            .collect()
+        },
+        STATS_HEADERS,
+    )
+}
+
+/// Live `stats`: one `stream=1` request per container feeding the latest sample into a
+/// table that is redrawn every half second (containers come and go with `ps` when none are
+/// named), as docker does.
+async fn stats_stream(client: &Client, args: &StatsArgs, format: &Format) -> Result<i32> {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    type Rows = Arc<Mutex<BTreeMap<String, Value>>>;
+    let rows: Rows = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut watching: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    let trunc = !args.no_trunc;
     loop {
-        let names: Vec<String> = if args.containers.is_empty() {
-            let list = client
-                .get(&format!("/containers/json?all={}", args.all as u8))
-                .await?;
-            list.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c["Id"].as_str().map(str::to_string))
-                .collect()
+        let names = if args.containers.is_empty() {
+            running_ids(client, args.all).await?
         } else {
             args.containers.clone()
         };
-        let mut rows = Vec::new();
-        let mut errors = Vec::new();
-        let samples = futures_util::future::join_all(names.iter().map(|n| async move {
-            (
-                n.clone(),
-                client
-                    .get(&format!("/containers/{}/stats?stream=0", q(n)))
-                    .await,
-            )
-        }))
-        .await;
-        for (name, r) in samples {
-            match r {
-                Ok(s) => rows.push(stats_context(&name, &s, !args.no_trunc)),
-                Err(e) => errors.push(format!("{e:#}")),
+        watching.retain(|name, task| {
+            let keep = names.contains(name) && !task.is_finished();
+            if !keep {
+                task.abort();
+                if let Ok(mut r) = rows.lock() {
+                    r.remove(name);
+                }
             }
+            keep
+        });
+        for name in &names {
+            if watching.contains_key(name) {
+                continue;
+            }
+            let (client, rows, key) = (client.clone(), rows.clone(), name.clone());
+            let task = tokio::spawn(async move {
+                let path = format!("/containers/{}/stats?stream=1", q(&key));
+                let Ok(resp) = client.request(Method::GET, &path, empty(), None).await else {
+                    return;
+                };
+                let mut samples = super::image::message_lines(resp);
+                while let Some(Ok(s)) = samples.next().await {
+                    if let Ok(mut r) = rows.lock() {
+                        r.insert(key.clone(), stats_context(&key, &s, trunc));
+                    }
+                }
+            });
+            watching.insert(name.clone(), task);
         }
-        if !errors.is_empty() && !args.containers.is_empty() {
-            return Err(StatusError::exit(1, errors.join("\n")));
-        }
-        if !args.no_stream {
-            print!("\x1b[2J\x1b[H");
-        }
-        let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
-        format::print_objects(
-            &format,
-            &rows,
-            &[
-                "CONTAINER ID",
-                "NAME",
-                "CPU %",
-                "MEM USAGE / LIMIT",
-                "MEM %",
-                "NET I/O",
-                "BLOCK I/O",
-                "PIDS",
-            ],
-            |c| {
-                [
-                    "ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs",
-                ]
-                .iter()
-                .map(|k| s(c, k))
-                .collect()
-            },
-            STATS_HEADERS,
-        )?;
-        if args.no_stream {
-            return Ok(0);
-        }
+        let snapshot: Vec<Value> = rows
+            .lock()
+            .map(|r| names.iter().filter_map(|n| r.get(n).cloned()).collect())
+            .unwrap_or_default();
+        print!("\x1b[2J\x1b[H");
+        print_stats(format, &snapshot)?;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }

@@ -685,7 +685,8 @@ fn message_error(msg: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-fn message_lines(
+/// The JSON values of a streamed body (newline-separated or back to back).
+pub fn message_lines(
     resp: hyper::Response<hyper::body::Incoming>,
 ) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Value>> + Send>> {
     let body = resp.into_body().into_data_stream();
