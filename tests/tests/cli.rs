@@ -711,3 +711,135 @@ fn cp_copies_files_both_ways() {
     assert!(out.stderr.contains("Error response from daemon"), "{out}");
     env.ok(&["rm", "-f", &name]);
 }
+
+/// The real docker CLI, when this machine has one (CI does not: the test then passes vacuously).
+fn docker_cli() -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(["/usr/local/bin".into(), "/usr/bin".into()])
+        .map(|d| d.join("docker"))
+        .find(|p| p.is_file())
+}
+
+/// berth and the real docker CLI, on the same daemon, print the same bytes and exit with the
+/// same codes (for output that does not depend on the clock).
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn output_matches_the_docker_cli() {
+    skip_unless_root!();
+    let Some(docker) = docker_cli() else {
+        eprintln!("skipping: no docker CLI on this machine");
+        return;
+    };
+    let Some(env) = CliEnv::start() else { return };
+    let a = unique_id("same-a");
+    let b = unique_id("same-b");
+    env.ok(&[
+        "create",
+        "--name",
+        &a,
+        "-l",
+        env.label(),
+        "-e",
+        "X=1",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo a",
+    ]);
+    env.ok(&[
+        "create",
+        "--name",
+        &b,
+        "-l",
+        env.label(),
+        "--memory",
+        "32m",
+        IMAGE,
+    ]);
+    let filter = format!("label={}", env.label());
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["ps", "-a", "-q", "--filter", &filter],
+        vec!["ps", "-a", "--no-trunc", "-q", "--filter", &filter],
+        vec![
+            "ps",
+            "-a",
+            "--filter",
+            &filter,
+            "--format",
+            "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.Status}}\t{{.Names}}\t{{.Labels}}",
+        ],
+        vec![
+            "ps",
+            "-a",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Names}} {{.Mounts}} {{.Size}}",
+        ],
+        vec!["inspect", &a],
+        vec!["inspect", &a, &b],
+        vec![
+            "inspect",
+            "-f",
+            "{{json .Config.Cmd}} {{json .Config.Labels}}",
+            &b,
+        ],
+        vec![
+            "inspect",
+            "-f",
+            "{{.Config.Cmd}} {{.HostConfig.Memory}} {{.Config.Env}}",
+            &a,
+        ],
+        vec![
+            "container",
+            "inspect",
+            "-f",
+            "{{range .Config.Env}}[{{.}}]{{end}}",
+            &a,
+        ],
+        vec!["image", "inspect", IMAGE],
+        vec![
+            "images",
+            "--format",
+            "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}",
+            IMAGE,
+        ],
+        vec!["images", "-q", IMAGE],
+        vec!["inspect", "berth-cli-no-such-object"],
+        vec!["rm", "berth-cli-no-such-container"],
+        vec!["stop", "berth-cli-no-such-container"],
+        vec!["logs", "berth-cli-no-such-container"],
+        vec![
+            "version",
+            "--format",
+            "{{.Server.Version}} {{.Server.APIVersion}}",
+        ],
+    ];
+    let mut mismatches = Vec::new();
+    for args in &cases {
+        let ours = env.run(args);
+        let theirs = Cmd::new(&docker)
+            .arg("-H")
+            .arg(env.host())
+            .args(args)
+            .output()
+            .unwrap();
+        let theirs_err = theirs.stderr.replace("docker", "berth");
+        if ours.stdout != theirs.stdout || ours.stderr != theirs_err || ours.code() != theirs.code()
+        {
+            mismatches.push(format!(
+                "{args:?}\n--- berth ({}) ---\n{}{}--- docker ({}) ---\n{}{}",
+                ours.code(),
+                ours.stdout,
+                ours.stderr,
+                theirs.code(),
+                theirs.stdout,
+                theirs_err
+            ));
+        }
+    }
+    env.ok(&["rm", &a, &b]);
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
