@@ -213,11 +213,158 @@ impl Template {
 
     /// Executes the template on a JSON value.
     pub fn render(&self, v: &Value) -> Result<String> {
-        let ctx = gtmpl::Context::from(to_tvalue(v));
+        self.exec(to_tvalue(v))
+    }
+
+    /// Executes the template on JSON text (as the daemon sent it): `json` then writes objects
+    /// with their keys in the daemon's order, as docker does with its Go structs.
+    pub fn render_raw(&self, raw: &[u8]) -> Result<String> {
+        let v: Ordered = serde_json::from_slice(raw).context("decode daemon response")?;
+        let t = KEY_ORDER.with(|o| ordered_to_tvalue(v, &mut o.borrow_mut()));
+        let out = self.exec(t);
+        KEY_ORDER.with(|o| o.borrow_mut().clear());
+        out
+    }
+
+    fn exec(&self, v: TValue) -> Result<String> {
+        let ctx = gtmpl::Context::from(v);
         self.0
             .render(&ctx)
             .map_err(|e| anyhow!("template: {e}"))
             .map(|s| s.replace("<no value>", ""))
+    }
+}
+
+thread_local! {
+    /// The key order of each object of the JSON a template runs on, found by its sorted keys
+    /// (template values are hash maps, which forget it); read by the `json` function.
+    static KEY_ORDER: std::cell::RefCell<HashMap<Vec<String>, Vec<String>>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// JSON with objects kept in document order.
+#[derive(Debug)]
+enum Ordered {
+    Null,
+    Bool(bool),
+    Num(serde_json::Number),
+    Str(String),
+    Arr(Vec<Ordered>),
+    Obj(Vec<(String, Ordered)>),
+}
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(OrderedVisitor)
+    }
+}
+
+struct OrderedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OrderedVisitor {
+    type Value = Ordered;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_unit<E>(self) -> Result<Ordered, E> {
+        Ok(Ordered::Null)
+    }
+    fn visit_none<E>(self) -> Result<Ordered, E> {
+        Ok(Ordered::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Ordered, E> {
+        Ok(Ordered::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Ordered, E> {
+        Ok(Ordered::Num(n.into()))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Ordered, E> {
+        Ok(Ordered::Num(n.into()))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Ordered, E> {
+        Ok(serde_json::Number::from_f64(n).map_or(Ordered::Null, Ordered::Num))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Ordered, E> {
+        Ok(Ordered::Str(s.to_string()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Ordered, E> {
+        Ok(Ordered::Str(s))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Ordered, A::Error> {
+        let mut v = Vec::new();
+        while let Some(e) = seq.next_element()? {
+            v.push(e);
+        }
+        Ok(Ordered::Arr(v))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Ordered, A::Error> {
+        let mut v = Vec::new();
+        while let Some((k, e)) = map.next_entry::<String, Ordered>()? {
+            v.push((k, e));
+        }
+        Ok(Ordered::Obj(v))
+    }
+}
+
+fn ordered_to_tvalue(v: Ordered, order: &mut HashMap<Vec<String>, Vec<String>>) -> TValue {
+    match v {
+        Ordered::Null => TValue::Nil,
+        Ordered::Bool(b) => TValue::Bool(b),
+        Ordered::Num(n) => to_tvalue(&Value::Number(n)),
+        Ordered::Str(s) => TValue::String(s),
+        Ordered::Arr(a) => {
+            TValue::Array(a.into_iter().map(|e| ordered_to_tvalue(e, order)).collect())
+        }
+        Ordered::Obj(o) => {
+            let keys: Vec<String> = o.iter().map(|(k, _)| k.clone()).collect();
+            let mut sorted = keys.clone();
+            sorted.sort();
+            order.entry(sorted).or_insert(keys);
+            TValue::Map(
+                o.into_iter()
+                    .map(|(k, e)| (k, ordered_to_tvalue(e, order)))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// Writes a template value as JSON, objects in their recorded order (else sorted, as Go
+/// writes maps).
+fn write_json(v: &TValue, out: &mut String) {
+    match v {
+        TValue::NoValue | TValue::Nil | TValue::Function(_) => out.push_str("null"),
+        TValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        TValue::Number(_) => out.push_str(&from_tvalue(v).to_string()),
+        TValue::String(s) => out.push_str(&Value::String(s.clone()).to_string()),
+        TValue::Array(a) => {
+            out.push('[');
+            for (i, e) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(e, out);
+            }
+            out.push(']');
+        }
+        TValue::Object(m) | TValue::Map(m) => {
+            let mut keys: Vec<String> = m.keys().cloned().collect();
+            keys.sort();
+            let keys = KEY_ORDER
+                .with(|o| o.borrow().get(&keys).cloned())
+                .unwrap_or(keys);
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_json(&m[k], out);
+            }
+            out.push('}');
+        }
     }
 }
 
@@ -363,7 +510,9 @@ fn tf_json(args: &[TValue]) -> Result<TValue, FuncError> {
     let v = args
         .first()
         .ok_or_else(|| FuncError::ExactlyXArgs("json".into(), 1))?;
-    Ok(TValue::String(go_json(&from_tvalue(v))))
+    let mut out = String::new();
+    write_json(v, &mut out);
+    Ok(TValue::String(escape_html(&out)))
 }
 
 fn tf_join(args: &[TValue]) -> Result<TValue, FuncError> {
@@ -433,11 +582,6 @@ fn tf_pad(args: &[TValue]) -> Result<TValue, FuncError> {
         " ".repeat(num(1)),
         " ".repeat(num(2))
     )))
-}
-
-/// JSON as Go's `json.Marshal` writes it: compact, with `<`, `>`, `&` escaped.
-pub fn go_json(v: &Value) -> String {
-    escape_html(&v.to_string())
 }
 
 fn escape_html(s: &str) -> String {
@@ -746,6 +890,14 @@ mod tests {
             r#"{"ID":"abc","L":["x","y"],"Labels":{"a":"1"},"N":3,"Names":"web"}"#
         );
         assert!(Template::parse("{{.ID").is_err());
+        let raw = br#"{"Z": 1, "A": {"y": [1, "<b>"], "b": null}}"#;
+        assert_eq!(
+            Template::parse("{{json .}}")
+                .unwrap()
+                .render_raw(raw)
+                .unwrap(),
+            r#"{"Z":1,"A":{"y":[1,"\u003cb\u003e"],"b":null}}"#
+        );
         assert_eq!(r("{{.L}}"), "[x y]");
         assert_eq!(r("{{.Labels}}"), "map[a:1]");
         assert_eq!(r("{{- .ID -}} {{ .Names }}"), "abcweb");

@@ -704,8 +704,7 @@ pub async fn inspect(client: &Client, args: InspectArgs, kind: Option<&str>) -> 
     match tmpl {
         Some(t) => {
             for r in &raws {
-                let v: Value = serde_json::from_str(r).context("decode inspect output")?;
-                out.push_str(&t.render(&v)?);
+                out.push_str(&t.render_raw(r.as_bytes())?);
                 out.push('\n');
             }
         }

@@ -33,8 +33,7 @@ async fn inspect_objects(
     match tmpl {
         Some(t) => {
             for r in &raws {
-                let v: Value = serde_json::from_str(r)?;
-                out.push_str(&t.render(&v)?);
+                out.push_str(&t.render_raw(r.as_bytes())?);
                 out.push('\n');
             }
         }

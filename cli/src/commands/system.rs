@@ -72,8 +72,36 @@ pub async fn version(client: &Client, args: FormatArgs) -> Result<i32> {
                     }
                 }
             }
+            println!("{}", t.render(&v)?);
+        } else {
+            // Keep docker's field order for `{{json .}}`: the client's as docker prints it,
+            // the server's as the daemon sent it.
+            let client_keys = [
+                "Version",
+                "ApiVersion",
+                "DefaultAPIVersion",
+                "GitCommit",
+                "GoVersion",
+                "Os",
+                "Arch",
+                "BuildTime",
+                "Context",
+            ];
+            let client_json: Vec<String> = client_keys
+                .iter()
+                .map(|k| format!("{}:{}", Value::from(*k), cv[*k]))
+                .collect();
+            let server_json = match &server {
+                Ok(_) => String::from_utf8_lossy(&client.get_raw("/version").await?).into_owned(),
+                Err(_) => "null".to_string(),
+            };
+            let raw = format!(
+                "{{\"Client\":{{{}}},\"Server\":{}}}",
+                client_json.join(","),
+                server_json.trim()
+            );
+            println!("{}", t.render_raw(raw.as_bytes())?);
         }
-        println!("{}", t.render(&v)?);
         return server.map(|_| 0);
     }
     let mut out = String::new();
@@ -142,13 +170,13 @@ pub async fn version(client: &Client, args: FormatArgs) -> Result<i32> {
 
 /// `berth info`
 pub async fn info(client: &Client, args: FormatArgs, debug: bool) -> Result<i32> {
-    let info = client.get("/info").await;
     if let Some(f) = &args.format {
         let t = Template::parse(f)?;
-        let v = info?;
-        println!("{}", t.render(&v)?);
+        let raw = client.get_raw("/info").await?;
+        println!("{}", t.render_raw(&raw)?);
         return Ok(0);
     }
+    let info = client.get("/info").await;
     let mut out = String::new();
     out.push_str("Client:\n");
     out.push_str(&format!(" Version:    {}\n", env!("CARGO_PKG_VERSION")));
