@@ -126,6 +126,93 @@ pub struct ContainerOpts {
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
+    /// Attach a filesystem mount to the container (type=bind|volume|tmpfs,source=,target=,readonly)
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Ulimit options (name=soft[:hard])
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Add a host device to the container (/dev/x[:/dev/y[:rwm]])
+    #[arg(long)]
+    pub device: Vec<String>,
+    /// Add additional groups to join
+    #[arg(long = "group-add")]
+    pub group_add: Vec<String>,
+    /// IPC mode to use
+    #[arg(long)]
+    pub ipc: Option<String>,
+    /// PID namespace to use
+    #[arg(long)]
+    pub pid: Option<String>,
+    /// UTS namespace to use
+    #[arg(long)]
+    pub uts: Option<String>,
+    /// User namespace to use
+    #[arg(long)]
+    pub userns: Option<String>,
+    /// Cgroup namespace to use (host|private)
+    #[arg(long)]
+    pub cgroupns: Option<String>,
+    /// Optional parent cgroup for the container
+    #[arg(long = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
+    /// Logging driver for the container
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Log driver options
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    /// Disable OOM Killer
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// Tune host's OOM preferences (-1000 to 1000)
+    #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i64>,
+    /// Sysctl options
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// Container NIS domain name
+    #[arg(long)]
+    pub domainname: Option<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
+    /// Runtime to use for this container
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Command to run to check health
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h)
+    #[arg(long = "health-interval")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h)
+    #[arg(long = "health-timeout")]
+    pub health_timeout: Option<String>,
+    /// Start period for the container to initialize before starting health-retries countdown
+    #[arg(long = "health-start-period")]
+    pub health_start_period: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long = "health-retries")]
+    pub health_retries: Option<i64>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Write the container ID to the file
     #[arg(long)]
     pub cidfile: Option<PathBuf>,
@@ -476,6 +563,7 @@ pub fn container_config(opts: &ContainerOpts, detach: bool) -> Result<Value> {
     if opts.init {
         host.insert("Init".into(), json!(true));
     }
+    extra_host_config(opts, &mut cfg, &mut host)?;
     cfg.insert("HostConfig".into(), Value::Object(host));
     if let Some(n) = &opts.network {
         if !matches!(n.as_str(), "none" | "host" | "default" | "bridge")
@@ -488,6 +576,221 @@ pub fn container_config(opts: &ContainerOpts, detach: bool) -> Result<Value> {
         }
     }
     Ok(Value::Object(cfg))
+}
+
+/// Go's duration syntax ("30s", "1m30s", "500ms") in nanoseconds.
+pub fn parse_go_duration(s: &str) -> Result<i64> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        bail!("invalid duration \"{s}\"");
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| anyhow!("missing unit in duration \"{s}\""))?;
+        let n: f64 = rest[..num_end]
+            .parse()
+            .map_err(|_| anyhow!("invalid duration \"{s}\""))?;
+        let unit_end = rest[num_end..]
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .map_or(rest.len(), |i| num_end + i);
+        let mult = match &rest[num_end..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            u => bail!("unknown unit \"{u}\" in duration \"{s}\""),
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Ok(total as i64)
+}
+
+/// The flags beyond the common ones: mounts, ulimits, devices, namespaces, logging, cgroup
+/// tuning, sysctls, health checks.
+fn extra_host_config(
+    opts: &ContainerOpts,
+    cfg: &mut Map<String, Value>,
+    host: &mut Map<String, Value>,
+) -> Result<()> {
+    if !opts.mount.is_empty() {
+        let mut mounts = Vec::new();
+        for m in &opts.mount {
+            let mut mount = Map::new();
+            let mut typ = "volume".to_string();
+            let mut readonly = false;
+            for kv in m.split(',') {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "type" => typ = v.to_string(),
+                    "source" | "src" => {
+                        mount.insert("Source".into(), json!(v));
+                    }
+                    "target" | "destination" | "dst" => {
+                        mount.insert("Target".into(), json!(v));
+                    }
+                    "readonly" | "ro" => readonly = v.is_empty() || v == "true" || v == "1",
+                    "bind-propagation" => {
+                        mount.insert("BindOptions".into(), json!({"Propagation": v}));
+                    }
+                    "tmpfs-size" => {
+                        mount.insert(
+                            "TmpfsOptions".into(),
+                            json!({"SizeBytes": flag_value(v, "--mount", parse_ram)?}),
+                        );
+                    }
+                    "volume-nocopy" => {
+                        mount.insert("VolumeOptions".into(), json!({"NoCopy": true}));
+                    }
+                    other => bail!("invalid argument \"{m}\" for \"--mount\" flag: unexpected key '{other}' in '{kv}'"),
+                }
+            }
+            if !mount.contains_key("Target") {
+                bail!("invalid argument \"{m}\" for \"--mount\" flag: target is required");
+            }
+            mount.insert("Type".into(), json!(typ));
+            mount.insert("ReadOnly".into(), json!(readonly));
+            mounts.push(Value::Object(mount));
+        }
+        host.insert("Mounts".into(), json!(mounts));
+    }
+    if !opts.ulimit.is_empty() {
+        let mut u = Vec::new();
+        for l in &opts.ulimit {
+            let (name, vals) = l.split_once('=').ok_or_else(|| {
+                anyhow!("invalid argument \"{l}\" for \"--ulimit\" flag: invalid ulimit argument")
+            })?;
+            let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+            let n = |v: &str| -> Result<i64> {
+                v.parse().map_err(|_| {
+                    anyhow!("invalid argument \"{l}\" for \"--ulimit\" flag: invalid ulimit value")
+                })
+            };
+            u.push(json!({"Name": name, "Soft": n(soft)?, "Hard": n(hard)?}));
+        }
+        host.insert("Ulimits".into(), json!(u));
+    }
+    if !opts.device.is_empty() {
+        let devices: Vec<Value> = opts
+            .device
+            .iter()
+            .map(|d| {
+                let parts: Vec<&str> = d.split(':').collect();
+                let host_path = parts[0];
+                let (ctr, perms) = match parts.as_slice() {
+                    [_, c, p] => (*c, *p),
+                    [_, p] if p.chars().all(|c| "rwm".contains(c)) => (host_path, *p),
+                    [_, c] => (*c, "rwm"),
+                    _ => (host_path, "rwm"),
+                };
+                json!({"PathOnHost": host_path, "PathInContainer": ctr, "CgroupPermissions": perms})
+            })
+            .collect();
+        host.insert("Devices".into(), json!(devices));
+    }
+    if !opts.group_add.is_empty() {
+        host.insert("GroupAdd".into(), json!(opts.group_add));
+    }
+    for (flag, key) in [
+        (&opts.ipc, "IpcMode"),
+        (&opts.pid, "PidMode"),
+        (&opts.uts, "UTSMode"),
+        (&opts.userns, "UsernsMode"),
+        (&opts.cgroupns, "CgroupnsMode"),
+        (&opts.cgroup_parent, "CgroupParent"),
+        (&opts.cpuset_cpus, "CpusetCpus"),
+        (&opts.cpuset_mems, "CpusetMems"),
+        (&opts.runtime, "Runtime"),
+    ] {
+        if let Some(v) = flag {
+            host.insert(key.into(), json!(v));
+        }
+    }
+    if opts.log_driver.is_some() || !opts.log_opt.is_empty() {
+        let mut conf = Map::new();
+        for o in &opts.log_opt {
+            let (k, v) = o.split_once('=').unwrap_or((o.as_str(), ""));
+            conf.insert(k.to_string(), json!(v));
+        }
+        host.insert(
+            "LogConfig".into(),
+            json!({"Type": opts.log_driver.clone().unwrap_or_default(), "Config": conf}),
+        );
+    }
+    if let Some(m) = &opts.memory_reservation {
+        host.insert(
+            "MemoryReservation".into(),
+            json!(flag_value(m, "--memory-reservation", parse_ram)?),
+        );
+    }
+    if let Some(q) = opts.cpu_quota {
+        host.insert("CpuQuota".into(), json!(q));
+    }
+    if let Some(p) = opts.cpu_period {
+        host.insert("CpuPeriod".into(), json!(p));
+    }
+    if opts.oom_kill_disable {
+        host.insert("OomKillDisable".into(), json!(true));
+    }
+    if let Some(o) = opts.oom_score_adj {
+        host.insert("OomScoreAdj".into(), json!(o));
+    }
+    if !opts.sysctl.is_empty() {
+        let mut m = Map::new();
+        for s in &opts.sysctl {
+            let (k, v) = s.split_once('=').ok_or_else(|| {
+                anyhow!(
+                    "invalid argument \"{s}\" for \"--sysctl\" flag: sysctl '{s}' is not allowed"
+                )
+            })?;
+            m.insert(k.to_string(), json!(v));
+        }
+        host.insert("Sysctls".into(), Value::Object(m));
+    }
+    if !opts.volumes_from.is_empty() {
+        host.insert("VolumesFrom".into(), json!(opts.volumes_from));
+    }
+    if let Some(d) = &opts.domainname {
+        cfg.insert("Domainname".into(), json!(d));
+    }
+    if opts.no_healthcheck {
+        cfg.insert("Healthcheck".into(), json!({"Test": ["NONE"]}));
+    } else if opts.health_cmd.is_some()
+        || opts.health_interval.is_some()
+        || opts.health_timeout.is_some()
+        || opts.health_start_period.is_some()
+        || opts.health_retries.is_some()
+    {
+        let mut h = Map::new();
+        if let Some(c) = &opts.health_cmd {
+            h.insert("Test".into(), json!(["CMD-SHELL", c]));
+        }
+        for (v, key, flag) in [
+            (&opts.health_interval, "Interval", "--health-interval"),
+            (&opts.health_timeout, "Timeout", "--health-timeout"),
+            (
+                &opts.health_start_period,
+                "StartPeriod",
+                "--health-start-period",
+            ),
+        ] {
+            if let Some(v) = v {
+                h.insert(key.into(), json!(flag_value(v, flag, parse_go_duration)?));
+            }
+        }
+        if let Some(r) = opts.health_retries {
+            h.insert("Retries".into(), json!(r));
+        }
+        cfg.insert("Healthcheck".into(), Value::Object(h));
+    }
+    Ok(())
 }
 
 /// The familiar reference docker prints in "Unable to find image": a tag is added if missing.
@@ -1052,6 +1355,86 @@ mod tests {
             json!({"Name": "on-failure", "MaximumRetryCount": 3})
         );
         assert!(parse(&["busybox"]).sig_proxy);
+    }
+
+    #[test]
+    fn less_common_flags_reach_the_host_config() {
+        let r = parse(&[
+            "--mount",
+            "type=bind,source=/src,target=/dst,readonly",
+            "--mount",
+            "type=tmpfs,target=/t,tmpfs-size=1m",
+            "--ulimit",
+            "nofile=1024:2048",
+            "--device",
+            "/dev/fuse",
+            "--group-add",
+            "audio",
+            "--ipc",
+            "host",
+            "--pid",
+            "host",
+            "--log-driver",
+            "none",
+            "--log-opt",
+            "max-size=1m",
+            "--memory-reservation",
+            "32m",
+            "--cpuset-cpus",
+            "0",
+            "--cpu-quota",
+            "50000",
+            "--oom-score-adj",
+            "-500",
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "1m30s",
+            "--health-retries",
+            "3",
+            "busybox",
+        ]);
+        let b = container_config(&r.opts, false).unwrap();
+        let h = &b["HostConfig"];
+        assert_eq!(
+            h["Mounts"],
+            json!([{"Type": "bind", "Source": "/src", "Target": "/dst", "ReadOnly": true},
+                   {"Type": "tmpfs", "Target": "/t", "ReadOnly": false,
+                    "TmpfsOptions": {"SizeBytes": 1 << 20}}])
+        );
+        assert_eq!(
+            h["Ulimits"],
+            json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}])
+        );
+        assert_eq!(
+            h["Devices"],
+            json!([{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"}])
+        );
+        assert_eq!(h["GroupAdd"], json!(["audio"]));
+        assert_eq!(h["IpcMode"], "host");
+        assert_eq!(h["PidMode"], "host");
+        assert_eq!(
+            h["LogConfig"],
+            json!({"Type": "none", "Config": {"max-size": "1m"}})
+        );
+        assert_eq!(h["MemoryReservation"], 32 << 20);
+        assert_eq!(h["CpusetCpus"], "0");
+        assert_eq!(h["CpuQuota"], 50000);
+        assert_eq!(h["OomScoreAdj"], -500);
+        assert_eq!(h["Sysctls"], json!({"net.ipv4.ip_forward": "1"}));
+        assert_eq!(
+            b["Healthcheck"],
+            json!({"Test": ["CMD-SHELL", "true"], "Interval": 90_000_000_000i64, "Retries": 3})
+        );
+        assert!(container_config(
+            &parse(&["--mount", "type=bind,source=/x", "busybox"]).opts,
+            false
+        )
+        .is_err());
+        assert_eq!(parse_go_duration("500ms").unwrap(), 500_000_000);
+        assert!(parse_go_duration("5").is_err());
     }
 
     #[test]
