@@ -81,6 +81,12 @@ pub fn exec_config(args: &ExecArgs) -> Value {
 
 /// `berth exec`
 pub async fn exec(client: &Client, args: ExecArgs) -> Result<i32> {
+    if let Some(flag) = args.container().strip_prefix('-') {
+        return Err(StatusError::exit(
+            125,
+            format!("unknown flag: -{flag}\n\nUsage:  berth exec [OPTIONS] CONTAINER COMMAND [ARG...]\n\nRun 'berth exec --help' for more information"),
+        ));
+    }
     if args.tty && args.interactive && !args.detach && !tty::stdin_is_tty() {
         return Err(StatusError::exit(1, "the input device is not a TTY"));
     }

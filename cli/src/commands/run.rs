@@ -403,6 +403,17 @@ fn flag_value(v: &str, flag: &str, parse: fn(&str) -> Result<i64>) -> Result<i64
 /// Builds the `POST /containers/create` body from the flags. `detach` clears the attach flags
 /// as docker does for `run -d`.
 pub fn container_config(opts: &ContainerOpts, detach: bool) -> Result<Value> {
+    // The image positional accepts hyphens (for the command after it), so an unknown flag
+    // before the image lands here: report it as docker does.
+    if let Some(flag) = opts.image().strip_prefix('-') {
+        if flag.starts_with('-') {
+            bail!("unknown flag: -{flag}");
+        }
+        bail!(
+            "unknown shorthand flag: '{}' in -{flag}",
+            flag.chars().next().unwrap_or('-')
+        );
+    }
     let a = attach_streams(opts)?;
     let mut env = read_env_files(&opts.env_file)?;
     env.extend(expand_env(&opts.env));
@@ -482,6 +493,9 @@ pub fn container_config(opts: &ContainerOpts, detach: bool) -> Result<Value> {
         json!(opts.network.as_deref().unwrap_or("default")),
     );
     if let Some(r) = &opts.restart {
+        if opts.rm && r != "no" {
+            bail!("conflicting options: cannot specify both --restart and --rm");
+        }
         host.insert("RestartPolicy".into(), restart_policy(r)?);
     }
     host.insert("AutoRemove".into(), json!(opts.rm));
@@ -564,6 +578,24 @@ pub fn container_config(opts: &ContainerOpts, detach: bool) -> Result<Value> {
         host.insert("Init".into(), json!(true));
     }
     extra_host_config(opts, &mut cfg, &mut host)?;
+    // docker sends these lists empty rather than absent; daemons echo them back in inspect.
+    for key in [
+        "BlkioWeightDevice",
+        "BlkioDeviceReadBps",
+        "BlkioDeviceWriteBps",
+        "BlkioDeviceReadIOps",
+        "BlkioDeviceWriteIOps",
+        "Devices",
+        "Dns",
+        "DnsOptions",
+        "DnsSearch",
+        "Ulimits",
+    ] {
+        host.entry(key).or_insert_with(|| json!([]));
+    }
+    host.entry("PortBindings").or_insert_with(|| json!({}));
+    host.entry("RestartPolicy")
+        .or_insert_with(|| json!({"Name": "no", "MaximumRetryCount": 0}));
     cfg.insert("HostConfig".into(), Value::Object(host));
     if let Some(n) = &opts.network {
         if !matches!(n.as_str(), "none" | "host" | "default" | "bridge")
@@ -1435,6 +1467,13 @@ mod tests {
         .is_err());
         assert_eq!(parse_go_duration("500ms").unwrap(), 500_000_000);
         assert!(parse_go_duration("5").is_err());
+        let unknown = container_config(&parse(&["--bogus", "busybox"]).opts, false).unwrap_err();
+        assert_eq!(unknown.to_string(), "unknown flag: --bogus");
+        assert!(container_config(
+            &parse(&["--rm", "--restart", "always", "busybox"]).opts,
+            false
+        )
+        .is_err());
     }
 
     #[test]
