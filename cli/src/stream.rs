@@ -124,7 +124,7 @@ async fn copy_output(
         }
     }
     demux(reader, |stream, data| {
-        if stream == 2 {
+        if stream >= 2 {
             let mut err = std::io::stderr().lock();
             err.write_all(data)?;
             err.flush()
@@ -138,7 +138,8 @@ async fn copy_output(
 }
 
 /// Reads docker's multiplexed frames (`[stream, 0, 0, 0, len BE u32]` + payload) and hands each
-/// payload to `sink` with its stream number (1 stdout, 2 stderr).
+/// payload to `sink` with its stream number (1 stdout, 2 stderr, 3 the daemon's own error
+/// message since API 1.42, printed on stderr like 2).
 pub async fn demux<R, F>(mut reader: R, mut sink: F) -> Result<()>
 where
     R: AsyncRead + Unpin,

@@ -360,7 +360,7 @@ pub async fn logs(client: &Client, args: LogsArgs) -> Result<i32> {
         }
     } else {
         demux(reader, |stream, data| {
-            if stream == 2 {
+            if stream >= 2 {
                 let mut e = std::io::stderr().lock();
                 e.write_all(data)?;
                 e.flush()
