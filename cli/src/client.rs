@@ -161,6 +161,7 @@ pub struct Client {
     host: Host,
     tls: Option<Arc<rustls::ClientConfig>>,
     version: String,
+    debug: bool,
 }
 
 impl Client {
@@ -175,7 +176,13 @@ impl Client {
             host,
             tls,
             version: API_VERSION.to_string(),
+            debug: false,
         })
+    }
+
+    /// With `-D`/`--log-level debug`: print each request and its status on stderr.
+    pub fn set_debug(&mut self, debug: bool) {
+        self.debug = debug;
     }
 
     /// The API version in use (after [`Client::negotiate`]).
@@ -375,6 +382,9 @@ impl Client {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| anyhow!("malformed response from daemon"))?;
+        if self.debug {
+            eprintln!("DEBU[berth] POST {} (hijack) -> {status}", self.uri(path));
+        }
         if status == 101 || (200..300).contains(&status) {
             return Ok(Hijacked { io, pending: rest });
         }

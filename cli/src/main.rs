@@ -328,6 +328,7 @@ async fn connect(cli: &Cli) -> anyhow::Result<client::Client> {
         .unwrap_or_else(|| client::DEFAULT_HOST.to_string());
     let host = client::parse_host(&host, tls.tls || tls.verify)?;
     let mut c = client::Client::new(host, &tls)?;
+    c.set_debug(cli.debug || cli.log_level == "debug");
     c.negotiate().await?;
     Ok(c)
 }
