@@ -283,9 +283,12 @@ impl Client {
         body: Body,
         content_type: Option<&str>,
     ) -> Result<Response<Incoming>> {
-        let resp = self
-            .send(method, self.uri(path), body, content_type)
-            .await?;
+        let uri = self.uri(path);
+        let shown = self.debug.then(|| format!("{method} {uri}"));
+        let resp = self.send(method, uri, body, content_type).await?;
+        if let Some(req) = shown {
+            eprintln!("DEBU[berth] {req} -> {}", resp.status());
+        }
         if resp.status().is_success() || resp.status() == StatusCode::NOT_MODIFIED {
             return Ok(resp);
         }
