@@ -17,7 +17,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod archive;
+mod changes;
 mod error;
+mod fsutil;
+mod registry_store;
 mod store;
 
 pub use error::{Error, Result};
@@ -37,6 +41,9 @@ pub struct Image {
     /// The image config blob as stored (OCI image config / Docker image config JSON: `config`,
     /// `rootfs`, `history`, `created`, `architecture`, `os`, ...).
     pub config: oci_spec::image::ImageConfiguration,
+    /// The same config as raw JSON, with every field Docker images carry (Healthcheck,
+    /// OnBuild, Shell, ...), for callers that print it whole.
+    pub raw_config: serde_json::Value,
     /// Layer diff ids (`sha256:` of the uncompressed tars), bottom first.
     pub diff_ids: Vec<String>,
     /// Total unpacked size of the layers in bytes (Docker's `Size`).
@@ -212,6 +219,11 @@ impl ImageStore {
     /// The directory holding a container's writable layer (for `docker diff`/`SizeRw`).
     pub fn rootfs_upper(&self, container_id: &str) -> PathBuf {
         self.inner.rootfs_upper(container_id)
+    }
+
+    /// The image's config blob as stored (its sha256 is the image id), checked on read.
+    pub fn config_blob(&self, image_id: &str) -> Result<Vec<u8>> {
+        self.inner.config_blob(image_id)
     }
 
     /// Disk usage of layers and containers' writable layers.
