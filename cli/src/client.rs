@@ -263,6 +263,7 @@ impl Client {
         tokio::spawn(async move {
             let _ = conn.await;
         });
+        let auth = registry_auth_for(&uri);
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
@@ -270,6 +271,10 @@ impl Client {
             .header("User-Agent", concat!("berth/", env!("CARGO_PKG_VERSION")));
         if let Some(ct) = content_type {
             req = req.header("Content-Type", ct);
+        }
+        // docker sends registry credentials (or an empty "{}") with every pull and push.
+        if let Some(auth) = auth {
+            req = req.header("X-Registry-Auth", auth);
         }
         let req = req.body(body).context("build request")?;
         sender.send_request(req).await.context("send request")
@@ -402,6 +407,125 @@ impl Client {
 
 /// The read side of a stream.
 pub type BoxReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// The `X-Registry-Auth` header for a pull (`/images/create?fromImage=`) or push
+/// (`/images/{name}/push`): credentials for the image's registry from docker's config file
+/// (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, `auths.<registry>.auth`), else
+/// `{}`, base64url-encoded as docker does. None for other requests.
+fn registry_auth_for(uri: &str) -> Option<String> {
+    let image = if let Some(i) = uri.find("/images/create?") {
+        let query = &uri[i + "/images/create?".len()..];
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("fromImage="))
+            .and_then(percent_decode)?
+    } else if let Some(i) = uri.find("/images/") {
+        let rest = &uri[i + "/images/".len()..];
+        let (name, tail) = rest.split_once("/push")?;
+        if !(tail.is_empty() || tail.starts_with('?')) {
+            return None;
+        }
+        percent_decode(name)?
+    } else {
+        return None;
+    };
+    let first = image.split('/').next().unwrap_or("");
+    let registry = if image.contains('/')
+        && (first.contains('.') || first.contains(':') || first == "localhost")
+    {
+        first.to_string()
+    } else {
+        "https://index.docker.io/v1/".to_string()
+    };
+    let config_dir = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cert_dir_home().join(".docker"));
+    let creds = std::fs::read(config_dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|c| c["auths"][&registry]["auth"].as_str().map(str::to_string))
+        .and_then(|a: String| base64_decode(&a))
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|s| {
+            s.split_once(':')
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+        });
+    let json = match creds {
+        Some((user, pass)) => serde_json::json!({
+            "username": user, "password": pass, "serveraddress": registry,
+        })
+        .to_string(),
+        None => "{}".to_string(),
+    };
+    Some(base64url(json.as_bytes()))
+}
+
+fn cert_dir_home() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()) {
+        let c = match c {
+            b'-' => b'+',
+            b'_' => b'/',
+            c => c,
+        };
+        acc = (acc << 6) | B64.iter().position(|a| *a == c)? as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// URL-safe base64 with padding, as Go's `base64.URLEncoding`.
+fn base64url(data: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk.len();
+        let v = (chunk[0] as u32) << 16
+            | (chunk.get(1).copied().unwrap_or(0) as u32) << 8
+            | chunk.get(2).copied().unwrap_or(0) as u32;
+        for i in 0..4 {
+            if i <= n {
+                let c = B64[((v >> (18 - 6 * i)) & 63) as usize];
+                out.push(match c {
+                    b'+' => '-',
+                    b'/' => '_',
+                    c => c as char,
+                });
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
 
 /// A hijacked connection and the bytes already read past the response head.
 pub struct Hijacked {
@@ -792,6 +916,24 @@ mod tests {
             "Error response from daemon: container c is not running"
         );
         let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn pulls_and_pushes_carry_registry_auth() {
+        std::env::set_var("DOCKER_CONFIG", "/nonexistent-berth-test-config");
+        assert_eq!(base64url(b"{}"), "e30=");
+        assert_eq!(
+            registry_auth_for("/v1.45/images/create?fromImage=busybox&tag=latest").as_deref(),
+            Some("e30=")
+        );
+        assert_eq!(
+            registry_auth_for("/v1.45/images/localhost%3A5000%2Fx/push?tag=1").as_deref(),
+            Some("e30=")
+        );
+        assert_eq!(registry_auth_for("/v1.45/images/json"), None);
+        assert_eq!(registry_auth_for("/v1.45/images/x/json"), None);
+        assert_eq!(base64_decode("dXNlcjpwYXNz").unwrap(), b"user:pass");
+        assert_eq!(percent_decode("a%2Fb").unwrap(), "a/b");
     }
 
     #[test]

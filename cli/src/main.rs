@@ -129,6 +129,8 @@ enum Cmd {
     Import(image::ImportArgs),
     /// Download an image from a registry
     Pull(image::PullArgs),
+    /// Upload an image to a registry
+    Push(image::PushArgs),
     /// Show the Docker version information
     Version(system::FormatArgs),
     /// Display system-wide information
@@ -232,6 +234,8 @@ enum ImageCmd {
     Import(image::ImportArgs),
     /// Download an image from a registry
     Pull(image::PullArgs),
+    /// Upload an image to a registry
+    Push(image::PushArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,6 +389,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Load(a) => image::load(c, a).await,
         Cmd::Import(a) => image::import(c, a).await,
         Cmd::Pull(a) => image::pull_cmd(c, a).await,
+        Cmd::Push(a) => image::push(c, a).await,
         Cmd::Version(a) => system::version(c, a).await,
         Cmd::Info(a) => system::info(c, a, debug).await,
         Cmd::Events(a) => system::events(c, a).await,
@@ -426,6 +431,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             ImageCmd::Load(a) => image::load(c, a).await,
             ImageCmd::Import(a) => image::import(c, a).await,
             ImageCmd::Pull(a) => image::pull_cmd(c, a).await,
+            ImageCmd::Push(a) => image::push(c, a).await,
         },
         Cmd::Volume(cmd) => objects::volume(c, cmd).await,
         Cmd::Network(cmd) => objects::network(c, cmd).await,

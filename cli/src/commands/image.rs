@@ -649,8 +649,60 @@ pub async fn pull(client: &Client, image: &str, quiet: bool) -> Result<()> {
 /// `berth pull`
 pub async fn pull_cmd(client: &Client, args: PullArgs) -> Result<i32> {
     pull(client, &args.image, args.quiet).await?;
+    // docker ends a pull with the fully qualified reference.
+    println!("{}", full_reference(&args.image));
+    Ok(0)
+}
+
+/// A reference as docker spells it in full: `busybox` is `docker.io/library/busybox:latest`.
+pub fn full_reference(image: &str) -> String {
+    let with_tag = crate::commands::run::with_default_tag(image);
+    let first = with_tag.split('/').next().unwrap_or("");
+    let has_registry = with_tag.contains('/')
+        && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_registry {
+        with_tag
+    } else if with_tag.contains('/') {
+        format!("docker.io/{with_tag}")
+    } else {
+        format!("docker.io/library/{with_tag}")
+    }
+}
+
+/// `berth push`
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Push all tags of an image to the repository
+    #[arg(short = 'a', long = "all-tags")]
+    pub all_tags: bool,
+    /// Suppress verbose output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// NAME[:TAG]
+    pub image: String,
+}
+
+/// `berth push`: progress as docker shows it; the daemon's stream error ends with exit 1.
+pub async fn push(client: &Client, args: PushArgs) -> Result<i32> {
+    let (repo, tag) = split_ref(&args.image);
+    let query = if args.all_tags || (!args.image.contains(':') && args.image.contains('@')) {
+        String::new()
+    } else {
+        format!("?tag={}", q(&tag))
+    };
+    let resp = client
+        .request(
+            Method::POST,
+            &format!("/images/{}/push{query}", q(&repo)),
+            empty(),
+            None,
+        )
+        .await?;
     if args.quiet {
-        println!("{}", crate::commands::run::with_default_tag(&args.image));
+        collect_messages(resp).await?;
+        println!("{}", args.image);
+    } else {
+        display_messages(resp).await?;
     }
     Ok(0)
 }
@@ -762,7 +814,8 @@ pub async fn display_messages(resp: hyper::Response<hyper::body::Incoming>) -> R
             continue;
         }
         let status = msg["status"].as_str().unwrap_or("");
-        if status.is_empty() && msg.get("progressDetail").is_none() {
+        // `aux` messages (push digests, load/build ids) are for programs, not for the screen.
+        if msg.get("aux").is_some() || (status.is_empty() && msg["progress"].is_null()) {
             continue;
         }
         let id = msg["id"].as_str().unwrap_or("");
@@ -811,6 +864,20 @@ mod tests {
             split_ref("localhost:5000/x:v1"),
             ("localhost:5000/x".into(), "v1".into())
         );
+    }
+
+    #[test]
+    fn references_are_spelled_in_full() {
+        assert_eq!(
+            full_reference("busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(full_reference("me/app:1"), "docker.io/me/app:1");
+        assert_eq!(
+            full_reference("localhost:5000/x"),
+            "localhost:5000/x:latest"
+        );
+        assert_eq!(full_reference("reg.example/x:2"), "reg.example/x:2");
     }
 
     #[test]
