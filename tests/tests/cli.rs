@@ -843,3 +843,39 @@ fn output_matches_the_docker_cli() {
     env.ok(&["rm", &a, &b]);
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn push_pull_and_run_pulls_through_a_registry() {
+    skip_unless_root!();
+    let Some(env) = CliEnv::start() else { return };
+    if !std::path::Path::new(berth_tests::registry::REGISTRY_BIN).is_file() {
+        eprintln!("skipping: no docker-registry on this machine");
+        return;
+    }
+    let registry = berth_tests::registry::Registry::start().unwrap();
+    // 127.0.0.1 registries are insecure by default (plain HTTP), as with dockerd.
+    let reference = format!(
+        "{}/berth-cli/{}:v1",
+        registry.host(),
+        unique_id("bb").to_lowercase()
+    );
+    env.ok(&["tag", IMAGE, &reference]);
+    let push = env.ok(&["push", &reference]);
+    assert!(push.contains("digest: sha256:"), "{push}");
+    env.ok(&["rmi", &reference]);
+    let out = env.run(&["run", "--rm", &reference, "echo", "pulled"]);
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(out.stdout.lines().last(), Some("pulled"), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("Unable to find image '{reference}' locally")),
+        "{out}"
+    );
+    env.ok(&["rmi", &reference]);
+    let pull = env.ok(&["pull", &reference]);
+    assert!(pull.trim_end().ends_with(&reference), "{pull}");
+    let out = env.run(&["pull", &format!("{}/berth-cli/nosuch:1", registry.host())]);
+    assert_eq!(out.code(), 1, "{out}");
+    env.ok(&["rmi", &reference]);
+}
