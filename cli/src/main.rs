@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use commands::{container as ctr, cp, exec, image, objects, run, system, StatusError};
+use commands::{container as ctr, cp, exec, image, login, objects, run, system, StatusError};
 
 /// A self-sufficient runtime for containers
 #[derive(Debug, Parser)]
@@ -131,6 +131,10 @@ enum Cmd {
     Pull(image::PullArgs),
     /// Upload an image to a registry
     Push(image::PushArgs),
+    /// Authenticate to a registry
+    Login(login::LoginArgs),
+    /// Log out from a registry
+    Logout(login::LogoutArgs),
     /// Show the Docker version information
     Version(system::FormatArgs),
     /// Display system-wide information
@@ -339,6 +343,10 @@ async fn connect(cli: &Cli) -> anyhow::Result<client::Client> {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let debug = cli.debug || cli.log_level == "debug";
+    // logout only edits the client's config file: no daemon needed.
+    if let Some(Cmd::Logout(a)) = cli.command {
+        return login::logout(a).await;
+    }
     let _ = &cli.config;
     let _ = &cli.context;
     let c = match connect(&cli).await {
@@ -390,6 +398,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Import(a) => image::import(c, a).await,
         Cmd::Pull(a) => image::pull_cmd(c, a).await,
         Cmd::Push(a) => image::push(c, a).await,
+        Cmd::Login(a) => login::login(c, a).await,
+        Cmd::Logout(a) => login::logout(a).await,
         Cmd::Version(a) => system::version(c, a).await,
         Cmd::Info(a) => system::info(c, a, debug).await,
         Cmd::Events(a) => system::events(c, a).await,

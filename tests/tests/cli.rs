@@ -879,3 +879,60 @@ fn push_pull_and_run_pulls_through_a_registry() {
     assert_eq!(out.code(), 1, "{out}");
     env.ok(&["rmi", &reference]);
 }
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn login_stores_credentials_that_push_and_pull_use() {
+    skip_unless_root!();
+    let Some(env) = CliEnv::start() else { return };
+    if !std::path::Path::new(berth_tests::registry::REGISTRY_BIN).is_file()
+        || !std::path::Path::new("/usr/bin/htpasswd").is_file()
+    {
+        eprintln!("skipping: needs docker-registry and htpasswd (apache2-utils)");
+        return;
+    }
+    let registry =
+        berth_tests::registry::Registry::start_with(berth_tests::registry::RegistryAuth::Basic {
+            user: "alice".into(),
+            password: "s3cret".into(),
+        })
+        .unwrap();
+    let config = env.dir().join("docker-config");
+    let berth = |args: &[&str], stdin: &str| {
+        env.berth(args)
+            .env("DOCKER_CONFIG", &config)
+            .stdin(stdin.to_string())
+            .output()
+            .unwrap()
+    };
+    let host = registry.host();
+    let out = berth(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        "wrong\n",
+    );
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stderr.contains("Error response from daemon"), "{out}");
+    let out = berth(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        "s3cret\n",
+    );
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(out.stdout.trim(), "Login Succeeded", "{out}");
+    let saved = std::fs::read_to_string(config.join("config.json")).unwrap();
+    assert!(saved.contains(&host), "{saved}");
+    let reference = format!("{host}/berth-cli/private:v1");
+    env.ok(&["tag", IMAGE, &reference]);
+    let out = berth(&["push", &reference], "");
+    assert_eq!(out.code(), 0, "{out}");
+    env.ok(&["rmi", &reference]);
+    let out = berth(&["pull", &reference], "");
+    assert_eq!(out.code(), 0, "{out}");
+    env.ok(&["rmi", &reference]);
+    let out = berth(&["logout", &host], "");
+    assert_eq!(
+        out.stdout.trim(),
+        format!("Removing login credentials for {host}")
+    );
+    let out = berth(&["pull", &reference], "");
+    assert_eq!(out.code(), 1, "{out}");
+}

@@ -4,6 +4,7 @@ pub mod container;
 pub mod cp;
 pub mod exec;
 pub mod image;
+pub mod login;
 pub mod objects;
 pub mod run;
 pub mod system;
