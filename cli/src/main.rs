@@ -15,7 +15,9 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use commands::{container as ctr, cp, exec, image, login, objects, run, system, StatusError};
+use commands::{
+    build, container as ctr, cp, exec, image, login, objects, run, system, StatusError,
+};
 
 /// A self-sufficient runtime for containers
 #[derive(Debug, Parser)]
@@ -131,6 +133,8 @@ enum Cmd {
     Pull(image::PullArgs),
     /// Upload an image to a registry
     Push(image::PushArgs),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
     /// Authenticate to a registry
     Login(login::LoginArgs),
     /// Log out from a registry
@@ -240,6 +244,8 @@ enum ImageCmd {
     Pull(image::PullArgs),
     /// Upload an image to a registry
     Push(image::PushArgs),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -398,6 +404,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Import(a) => image::import(c, a).await,
         Cmd::Pull(a) => image::pull_cmd(c, a).await,
         Cmd::Push(a) => image::push(c, a).await,
+        Cmd::Build(a) => build::build(c, a).await,
         Cmd::Login(a) => login::login(c, a).await,
         Cmd::Logout(a) => login::logout(a).await,
         Cmd::Version(a) => system::version(c, a).await,
@@ -442,6 +449,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             ImageCmd::Import(a) => image::import(c, a).await,
             ImageCmd::Pull(a) => image::pull_cmd(c, a).await,
             ImageCmd::Push(a) => image::push(c, a).await,
+            ImageCmd::Build(a) => build::build(c, a).await,
         },
         Cmd::Volume(cmd) => objects::volume(c, cmd).await,
         Cmd::Network(cmd) => objects::network(c, cmd).await,

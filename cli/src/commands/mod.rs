@@ -1,5 +1,6 @@
 //! One module per group of docker commands; shared helpers for exit codes and multi-object verbs.
 
+pub mod build;
 pub mod container;
 pub mod cp;
 pub mod exec;
