@@ -279,15 +279,11 @@ fn main() {
         println!("berth version {}", env!("CARGO_PKG_VERSION"));
         return;
     }
-    let Some(command) = cli.command else {
+    if cli.command.is_none() {
         // Like docker with no command: the usage, and a failure.
         let _ = Cli::command().print_help();
         std::process::exit(1);
-    };
-    let cli = Cli {
-        command: Some(command),
-        ..cli
-    };
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
