@@ -1,6 +1,93 @@
-//! berthd: the Docker Engine API daemon of berth.
+//! berthd: the Docker Engine API daemon of berth. Flags are dockerd's.
 
-fn main() {
-    eprintln!("berthd: not built yet");
-    std::process::exit(1);
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+/// berthd: Docker Engine API over berth's supervisor, shims and runtime.
+#[derive(Debug, Parser)]
+#[command(name = "berthd", version)]
+struct Args {
+    /// Address(es) to serve the API on: unix:///path, fd:// (systemd socket activation).
+    #[arg(short = 'H', long = "host")]
+    hosts: Vec<String>,
+    /// Persistent state: containers, images, the supervisor's metadata.
+    #[arg(long, default_value = "/var/lib/berth")]
+    data_root: PathBuf,
+    /// Runtime state: sockets, bundles.
+    #[arg(long, default_value = "/run/berth")]
+    exec_root: PathBuf,
+    /// Write the daemon's pid here.
+    #[arg(short = 'p', long)]
+    pidfile: Option<PathBuf>,
+    /// daemon.json-style config file (missing is fine).
+    #[arg(long, default_value = "/etc/berth/daemon.json")]
+    config_file: PathBuf,
+    /// Use this running berth-supervisor instead of starting one.
+    #[arg(long)]
+    supervisor: Option<PathBuf>,
+    /// Supervisor namespace of berthd's containers.
+    #[arg(long, default_value = "berth")]
+    supervisor_namespace: String,
+    /// Log level: debug, info, warn, error.
+    #[arg(short = 'l', long, default_value = "info")]
+    log_level: String,
+    /// Accepted for dockerd compatibility: berth always keeps containers across restarts.
+    #[arg(long)]
+    live_restore: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(format!("warn,berth_engine={}", args.log_level))
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let file: serde_json::Value = match std::fs::read(&args.config_file) {
+        Ok(data) => serde_json::from_slice(&data)
+            .with_context(|| format!("parse {}", args.config_file.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        Err(e) => return Err(e).with_context(|| format!("read {}", args.config_file.display())),
+    };
+    let mut hosts = args.hosts.clone();
+    if hosts.is_empty() {
+        hosts = file["hosts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| h.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    if hosts.is_empty() {
+        hosts.push("unix:///run/berth/berth.sock".into());
+    }
+    let opts = &file["log-opts"];
+    let config = berth_engine::Config {
+        hosts,
+        data_root: args.data_root,
+        exec_root: args.exec_root,
+        pidfile: args.pidfile,
+        supervisor: args.supervisor,
+        namespace: args.supervisor_namespace,
+        log_level: args.log_level,
+        log_max_size: opts["max-size"]
+            .as_str()
+            .and_then(berth_engine::container::parse_size)
+            .unwrap_or(10 << 20),
+        log_max_files: opts["max-file"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(berth_engine::run(config))
 }
