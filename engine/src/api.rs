@@ -112,6 +112,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/images/load", post(image_load))
         .route("/images/get", get(image_save))
         .route("/images/prune", post(image_prune))
+        .route("/auth", post(crate::registry_api::auth))
+        .route(
+            "/distribution/{*rest}",
+            get(crate::registry_api::distribution),
+        )
         .route(
             "/images/{*rest}",
             get(image_get_dispatch)
@@ -361,7 +366,7 @@ async fn info(State(e): S) -> Response {
         "OSType": "linux",
         "Architecture": std::env::consts::ARCH,
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []},
+        "RegistryConfig": crate::registry_api::registry_info(e.registry.config()),
         "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "MemTotal": mem,
         "DockerRootDir": e.config.data_root,
@@ -409,8 +414,12 @@ async fn system_df(State(e): S) -> ApiResult<Response> {
             s
         })
         .collect();
+    // Unpacked layers, plus what berth keeps beside them: the layers' original blobs (for
+    // pushes and saves) and partial downloads.
+    let kept = crate::registry::dir_size(&e.images.root().join("blobs/sha256"))
+        + e.registry.downloads_size();
     Ok(ok_json(json!({
-        "LayersSize": du.layers_size,
+        "LayersSize": du.layers_size + kept,
         "Images": images,
         "Containers": containers,
         "Volumes": [],
@@ -1573,10 +1582,8 @@ impl std::io::Read for ChannelReader {
 }
 
 async fn image_create(State(e): S, Query(q): Q, req: Request) -> ApiResult<Response> {
-    if let Some(from) = q.get("fromImage").filter(|s| !s.is_empty()) {
-        return Err(ApiError::not_found(format!(
-            "pull access denied for {from}: pulling from registries is not available in this berthd yet (use docker load or import)"
-        )));
+    if q.get("fromImage").is_some_and(|s| !s.is_empty()) {
+        return crate::registry_api::image_pull(e, &q, req.headers()).await;
     }
     let src = q.get("fromSrc").cloned().unwrap_or_default();
     if src != "-" {
@@ -1716,6 +1723,7 @@ async fn image_post_dispatch(
     State(e): S,
     Path(rest): Path<String>,
     Query(q): Q,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/tag") {
         let repo = q.get("repo").cloned().unwrap_or_default();
@@ -1728,11 +1736,8 @@ async fn image_post_dispatch(
         e.images.tag(name, &target)?;
         return Ok(StatusCode::CREATED.into_response());
     }
-    if rest.ends_with("/push") {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "pushing to registries is not available in this berthd yet",
-        ));
+    if let Some(name) = rest.strip_suffix("/push") {
+        return crate::registry_api::image_push(e, name, &q, &headers).await;
     }
     Err(ApiError::not_found("page not found"))
 }
@@ -1765,10 +1770,15 @@ async fn image_prune(State(e): S, Query(q): Q) -> ApiResult<Response> {
         .get("dangling")
         .is_some_and(|v| v.iter().any(|x| x == "false"));
     let e2 = e.clone();
-    let report = blocking(move || Ok(e2.images.prune(all, &|id| e2.image_in_use(id))?)).await?;
+    let (report, partials) = blocking(move || {
+        let report = e2.images.prune(all, &|id| e2.image_in_use(id))?;
+        // Partial downloads kept for resuming pulls belong to no image: a prune drops them.
+        Ok((report, e2.registry.clean_downloads()))
+    })
+    .await?;
     Ok(ok_json(json!({
         "ImagesDeleted": report.removed.iter().map(removed_json).collect::<Vec<_>>(),
-        "SpaceReclaimed": report.space_reclaimed,
+        "SpaceReclaimed": report.space_reclaimed + partials,
     })))
 }
 

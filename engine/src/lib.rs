@@ -11,6 +11,8 @@ pub mod api;
 pub mod container;
 pub mod error;
 pub mod logs;
+pub mod registry;
+pub mod registry_api;
 pub mod seccomp;
 pub mod supervisor;
 
@@ -43,6 +45,9 @@ pub struct Config {
     /// Default json-file rotation (`log-opts` max-size / max-file).
     pub log_max_size: u64,
     pub log_max_files: u32,
+    /// Registry settings: daemon.json's `insecure-registries`, `registry-mirrors`, `mirrors`,
+    /// `max-concurrent-downloads|uploads`, `max-download-attempts`, and the matching flags.
+    pub registry: berth_registry::RegistryConfig,
 }
 
 /// An exec instance (`/containers/{id}/exec`).
@@ -61,6 +66,8 @@ pub struct Exec {
 pub struct Engine {
     pub config: Config,
     pub images: ImageStore,
+    /// Pulls, pushes and logins (`registry.rs`).
+    pub registry: registry::RegistryService,
     pub sup: Supervisor,
     containers: Mutex<HashMap<String, Record>>,
     pub execs: Mutex<HashMap<String, Exec>>,
@@ -815,6 +822,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let images = ImageStore::open(&config.data_root.join("image"))
         .map_err(|e| anyhow::anyhow!("open image store: {e}"))?;
+    let registry = registry::RegistryService::new(config.registry.clone(), &images);
     let sup = supervisor::start_or_connect(
         config.supervisor.as_deref(),
         &config.data_root,
@@ -828,6 +836,7 @@ pub async fn run(config: Config) -> Result<()> {
         containers: Mutex::new(load_records(&config.data_root)),
         config: config.clone(),
         images,
+        registry,
         sup,
         execs: Mutex::new(HashMap::new()),
         changes,

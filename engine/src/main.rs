@@ -36,6 +36,12 @@ struct Args {
     /// Accepted for dockerd compatibility: berth always keeps containers across restarts.
     #[arg(long)]
     live_restore: bool,
+    /// Registry spoken to over plain HTTP (or HTTPS without verification): host[:port] or CIDR.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Mirror of Docker Hub (URL), tried before it on pulls.
+    #[arg(long = "registry-mirror")]
+    registry_mirrors: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -67,6 +73,7 @@ fn main() -> Result<()> {
     if hosts.is_empty() {
         hosts.push("unix:///run/berth/berth.sock".into());
     }
+    let registry = registry_config(&file, &args)?;
     let opts = &file["log-opts"];
     let config = berth_engine::Config {
         hosts,
@@ -84,10 +91,32 @@ fn main() -> Result<()> {
             .as_str()
             .and_then(|s| s.parse().ok())
             .unwrap_or(3),
+        registry,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(berth_engine::run(config))
+}
+
+/// daemon.json's registry keys, with the flags added (as dockerd, both lists merge).
+fn registry_config(
+    file: &serde_json::Value,
+    args: &Args,
+) -> Result<berth_registry::RegistryConfig> {
+    let mut c: berth_registry::RegistryConfig = serde_json::from_value(file.clone())
+        .with_context(|| format!("registry settings in {}", args.config_file.display()))?;
+    c.insecure_registries
+        .extend(args.insecure_registries.iter().cloned());
+    c.registry_mirrors
+        .extend(args.registry_mirrors.iter().cloned());
+    for (key, v) in [
+        ("max-concurrent-downloads", c.max_concurrent_downloads),
+        ("max-concurrent-uploads", c.max_concurrent_uploads),
+        ("max-download-attempts", c.max_download_attempts),
+    ] {
+        anyhow::ensure!(v > 0, "invalid {key} value: {v} (must be at least 1)");
+    }
+    Ok(c)
 }

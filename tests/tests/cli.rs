@@ -887,10 +887,6 @@ fn push_pull_and_run_pulls_through_a_registry() {
     );
     env.ok(&["tag", IMAGE, &reference]);
     let first = env.run(&["push", &reference]);
-    if berth_tests::cli::unsupported(&first) {
-        eprintln!("skipping: the daemon does not push yet: {first}");
-        return;
-    }
     assert_eq!(first.code(), 0, "{first}");
     let push = first.stdout;
     assert!(push.contains("digest: sha256:"), "{push}");
@@ -941,10 +937,6 @@ fn login_stores_credentials_that_push_and_pull_use() {
         &["login", "-u", "alice", "--password-stdin", &host],
         "wrong\n",
     );
-    if berth_tests::cli::unsupported(&out) {
-        eprintln!("skipping: the daemon does not serve /auth yet: {out}");
-        return;
-    }
     assert_eq!(out.code(), 1, "{out}");
     assert!(out.stderr.contains("Error response from daemon"), "{out}");
     let out = berth(
