@@ -85,6 +85,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/version", get(version))
         .route("/info", get(info))
         .route("/system/df", get(system_df))
+        .route("/events", get(crate::events_api::events))
         .route("/containers/create", post(container_create))
         .route("/containers/json", get(container_list))
         .route("/containers/prune", post(container_prune))
@@ -642,6 +643,7 @@ async fn container_restart(
         .await;
     e.start(&id).await?;
     e.update(&id, |r| r.restart_count += 1)?;
+    e.emit_container_id(&id, "restart", &[]);
     Ok(no_content())
 }
 
@@ -725,6 +727,7 @@ async fn container_rename(State(e): S, Path(id): Path<String>, Query(q): Q) -> A
         )));
     }
     e.update(&rec.id, |r| r.name = full)?;
+    e.emit_container_id(&rec.id, "rename", &[("oldName", rec.name.clone())]);
     Ok(no_content())
 }
 
@@ -758,6 +761,8 @@ async fn container_resize(State(e): S, Path(id): Path<String>, Query(q): Q) -> A
         )));
     }
     resize_pty(&e, &rec.id, "", &q).await?;
+    let hw = |k: &str| q.get(k).cloned().unwrap_or_default();
+    e.emit_container(&rec, "resize", &[("height", hw("h")), ("width", hw("w"))]);
     Ok(StatusCode::OK.into_response())
 }
 
@@ -830,6 +835,7 @@ async fn container_top(State(e): S, Path(id): Path<String>, Query(q): Q) -> ApiR
             procs.push(row);
         }
     }
+    e.emit_container(&rec, "top", &[]);
     Ok(ok_json(json!({"Titles": titles, "Processes": procs})))
 }
 
@@ -1164,6 +1170,7 @@ async fn container_attach(
     let stream = q.get("stream").is_none_or(|v| v == "1" || v == "true");
     let stdin_once = rec.config["StdinOnce"].as_bool().unwrap_or(false);
     e.attach_started(&rec.id);
+    e.emit_container(&rec, "attach", &[]);
     let id = rec.id.clone();
     Ok(hijack(req, tty, move |sink, stdin| async move {
         // Before start: wait for the task, and replay so nothing written meanwhile is lost.
@@ -1220,6 +1227,7 @@ async fn exec_create(State(e): S, Path(id): Path<String>, body: Bytes) -> ApiRes
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(id.clone(), ex);
+    e.emit_exec_event(&id, "exec_create");
     Ok(json_resp(StatusCode::CREATED, json!({"Id": id})))
 }
 
@@ -1328,6 +1336,7 @@ async fn exec_start(State(e): S, Path(id): Path<String>, req: Request) -> ApiRes
             }
         })?;
     set_exec(&e, &id, |x| x.running = true);
+    e.emit_exec_event(&id, "exec_start");
     let detach = opts["Detach"].as_bool().unwrap_or(false);
     let e2 = e.clone();
     let cid = rec.id.clone();
@@ -1373,6 +1382,7 @@ async fn exec_start(State(e): S, Path(id): Path<String>, req: Request) -> ApiRes
             x.running = false;
             x.exit_code = Some(status);
         });
+        e.emit_exec_event(&xid, "exec_die");
         let _ = e
             .sup
             .tasks()
@@ -1613,6 +1623,7 @@ async fn image_create(State(e): S, Query(q): Q, req: Request) -> ApiResult<Respo
     let reader = body_reader(req.into_body());
     let store = e.images.clone();
     let img = blocking(move || Ok(store.import(reader, &opts)?)).await?;
+    e.emit_image_event("import", &img.id, &img.id);
     Ok(ok_json(json!({"status": img.id})))
 }
 
@@ -1623,6 +1634,7 @@ async fn image_load(State(e): S, Query(q): Q, req: Request) -> ApiResult<Respons
     let quiet = qbool(&q, "quiet");
     let mut out = String::new();
     for l in loaded {
+        e.emit_image_event("load", &l.id, &l.id);
         if l.repo_tags.is_empty() {
             out.push_str(&json!({"stream": format!("Loaded image ID: {}\n", l.id)}).to_string());
         }
@@ -1638,6 +1650,9 @@ async fn image_load(State(e): S, Query(q): Q, req: Request) -> ApiResult<Respons
 fn save_response(e: &Engine, names: Vec<String>) -> ApiResult<Response> {
     for n in &names {
         e.images.get(n)?;
+    }
+    for n in &names {
+        e.emit_image_event("save", &e.images.get(n)?.id, n);
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let store = e.images.clone();
@@ -1734,6 +1749,7 @@ async fn image_post_dispatch(
             format!("{repo}:{tag}")
         };
         e.images.tag(name, &target)?;
+        e.emit_image_event("tag", &e.images.get(&target)?.id, &target);
         return Ok(StatusCode::CREATED.into_response());
     }
     if let Some(name) = rest.strip_suffix("/push") {
@@ -1745,6 +1761,7 @@ async fn image_post_dispatch(
 async fn image_remove(State(e): S, Path(name): Path<String>, Query(q): Q) -> ApiResult<Response> {
     let force = qbool(&q, "force");
     let noprune = qbool(&q, "noprune");
+    let image_id = e.images.get(&name).map(|i| i.id).unwrap_or_default();
     let e2 = e.clone();
     let removed = blocking(move || {
         Ok(e2
@@ -1752,6 +1769,7 @@ async fn image_remove(State(e): S, Path(name): Path<String>, Query(q): Q) -> Api
             .remove(&name, force, noprune, &|id| e2.image_in_use(id))?)
     })
     .await?;
+    e.emit_image_removals(&image_id, &removed);
     Ok(ok_json(Value::Array(
         removed.iter().map(removed_json).collect(),
     )))

@@ -10,6 +10,8 @@
 pub mod api;
 pub mod container;
 pub mod error;
+pub mod events;
+pub mod events_api;
 pub mod logs;
 pub mod registry;
 pub mod registry_api;
@@ -76,6 +78,8 @@ pub struct Engine {
     /// Live attach streams per container (cleanup waits for them to drain).
     attaches: Mutex<HashMap<String, usize>>,
     pub started: chrono::DateTime<chrono::Utc>,
+    /// Docker's event stream (`events.rs`).
+    pub events: events::EventBus,
 }
 
 fn now() -> String {
@@ -320,6 +324,7 @@ impl Engine {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
         }
+        self.emit_container(&rec, "create", &[]);
         Ok(rec)
     }
 
@@ -447,6 +452,7 @@ impl Engine {
                 "failed to create task for container: {msg}"
             )));
         }
+        self.emit_container_id(&rec.id, "start", &[]);
         let started = self
             .sup
             .tasks()
@@ -510,6 +516,7 @@ impl Engine {
                 r.state.pid = 0;
                 r.state.finished_at = now();
                 r.exits += 1;
+                self.emit_die(r);
             }
         }) else {
             return;
@@ -553,6 +560,7 @@ impl Engine {
                             });
                         }
                         "/tasks/oom" => {
+                            self.emit_container_id(&ev.container_id, "oom", &[]);
                             let _ = self.update(&ev.container_id, |r| r.state.oom_killed = true);
                         }
                         _ => {}
@@ -618,6 +626,7 @@ impl Engine {
                 all: false,
             })
             .await?;
+        self.emit_container(&rec, "kill", &[("signal", signal.to_string())]);
         Ok(())
     }
 
@@ -691,6 +700,7 @@ impl Engine {
             self.wait_for(&rec.id, Some(Duration::from_secs(10)), stopped)
                 .await;
         }
+        self.emit_container_id(&rec.id, "stop", &[]);
         Ok(true)
     }
 
@@ -710,6 +720,7 @@ impl Engine {
             })
             .await?;
         self.update(&rec.id, |r| r.state.status = "paused".into())?;
+        self.emit_container(&rec, "pause", &[]);
         Ok(())
     }
 
@@ -729,6 +740,7 @@ impl Engine {
             })
             .await?;
         self.update(&rec.id, |r| r.state.status = "running".into())?;
+        self.emit_container(&rec, "unpause", &[]);
         Ok(())
     }
 
@@ -770,6 +782,7 @@ impl Engine {
             }
         })?;
         self.lock().remove(&rec.id);
+        self.emit_container(&rec, "destroy", &[]);
         self.notify();
         Ok(())
     }
@@ -842,6 +855,7 @@ pub async fn run(config: Config) -> Result<()> {
         changes,
         attaches: Mutex::new(HashMap::new()),
         started: chrono::Utc::now(),
+        events: events::EventBus::default(),
     });
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(engine.clone().watch_events(ready_tx));
