@@ -197,3 +197,139 @@ pub fn free_port() -> Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0").context("bind a free port")?;
     l.local_addr().context("local addr")
 }
+
+/// One entry of a hand-made layer tar (for images with whiteouts and hard links, which a
+/// directory cannot express: `tar_dir` stores hard links as separate files).
+#[derive(Debug, Clone, Copy)]
+pub enum Entry<'a> {
+    /// A directory (path without the trailing slash) and its mode.
+    Dir(&'a str, u32),
+    /// A regular file: path, content, mode, owner uid (and gid).
+    File(&'a str, &'a [u8], u32, u64),
+    /// A hard link: path, target path (both relative to the layer root).
+    Link(&'a str, &'a str),
+    /// A symbolic link: path, target.
+    Symlink(&'a str, &'a str),
+    /// An OCI whiteout removing `path` of the layers below (`dir/.wh.name`).
+    Whiteout(&'a str),
+    /// An opaque-directory marker (`dir/.wh..wh..opq`): hides what the layers below hold.
+    Opaque(&'a str),
+}
+
+/// An uncompressed layer (`Layer::media_type` is the plain tar's) made of `entries`, in order.
+pub fn layer_from_entries(entries: &[Entry]) -> Result<crate::tarball::Layer> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(0);
+        match *e {
+            Entry::Dir(p, mode) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(mode);
+                b.append_data(&mut h, format!("{p}/"), std::io::empty())
+            }
+            Entry::File(p, data, mode, uid) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(mode);
+                h.set_uid(uid);
+                h.set_gid(uid);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, p, data)
+            }
+            Entry::Link(p, target) => {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_mode(0o644);
+                b.append_link(&mut h, p, target)
+            }
+            Entry::Symlink(p, target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                b.append_link(&mut h, p, target)
+            }
+            Entry::Whiteout(p) => {
+                let (dir, name) = p.rsplit_once('/').unwrap_or(("", p));
+                let path = if dir.is_empty() {
+                    format!(".wh.{name}")
+                } else {
+                    format!("{dir}/.wh.{name}")
+                };
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                b.append_data(&mut h, path, std::io::empty())
+            }
+            Entry::Opaque(dir) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                b.append_data(&mut h, format!("{dir}/.wh..wh..opq"), std::io::empty())
+            }
+        }
+        .with_context(|| format!("add {e:?} to a layer tar"))?;
+    }
+    let bytes = b.into_inner().context("finish layer tar")?;
+    let digest = crate::tarball::sha256_digest(&bytes);
+    Ok(crate::tarball::Layer {
+        diff_id: digest.clone(),
+        digest,
+        bytes,
+        media_type: crate::tarball::MEDIA_TYPE_LAYER_TAR,
+    })
+}
+
+/// A `docker save` archive of one image made of `layers` (bottom first, uncompressed tars),
+/// tagged `tag`, with `CMD ["sh"]`; one history entry per layer.
+pub fn docker_archive_layers(layers: &[crate::tarball::Layer], tag: &str) -> Result<Vec<u8>> {
+    use crate::tarball::sha256_digest;
+    let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
+    let history: Vec<serde_json::Value> = (0..layers.len())
+        .map(|i| serde_json::json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("berth-tests layer {i}")}))
+        .collect();
+    let config = serde_json::json!({
+        "architecture": match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        },
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
+        "config": {
+            "Cmd": ["sh"],
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        },
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": history,
+    })
+    .to_string()
+    .into_bytes();
+    let config_hex = sha256_digest(&config)
+        .trim_start_matches("sha256:")
+        .to_string();
+    let layer_paths: Vec<String> = layers
+        .iter()
+        .map(|l| format!("{}/layer.tar", l.diff_id.trim_start_matches("sha256:")))
+        .collect();
+    let manifest = serde_json::json!([{
+        "Config": format!("{config_hex}.json"),
+        "RepoTags": [tag],
+        "Layers": layer_paths,
+    }])
+    .to_string()
+    .into_bytes();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| -> Result<()> {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_mtime(1_704_067_200);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, data)
+            .with_context(|| format!("add {path}"))
+    };
+    for (l, p) in layers.iter().zip(&layer_paths) {
+        add(p, &l.bytes)?;
+    }
+    add(&format!("{config_hex}.json"), &config)?;
+    add("manifest.json", &manifest)?;
+    b.into_inner().context("finish archive")
+}

@@ -1,0 +1,388 @@
+//! Images through a real registry with a real berthd: Debian's `docker-registry` on
+//! 127.0.0.1, berthd in a temp dir (`berth_tests::cli::CliEnv`), driven by `berth`, by the
+//! real docker CLI, and over raw HTTP for Docker's error shapes.
+//!
+//! Build first: `cargo build --workspace --bins`, then
+//! `sudo -E cargo test -p berth-tests --test registry -- --include-ignored`.
+
+use std::path::{Path, PathBuf};
+
+use berth_tests::cli::{CliEnv, IMAGE};
+use berth_tests::registry::{
+    docker_archive_layers, layer_from_entries, Entry, Registry, RegistryAuth,
+};
+use berth_tests::{skip_unless_root, unique_id, Cmd, Output};
+
+/// The docker CLI these tests drive (docker 28 on the test machines).
+const DOCKER: &str = "/usr/local/bin/docker";
+
+fn have_registry() -> bool {
+    let ok = Path::new(berth_tests::registry::REGISTRY_BIN).is_file();
+    if !ok {
+        eprintln!("skipping: no docker-registry on this machine (apt-get install docker-registry)");
+    }
+    ok
+}
+
+/// `docker <args>` against the environment's berthd, with its own config dir.
+fn docker(env: &CliEnv, config: &Path, args: &[&str], stdin: &str) -> Output {
+    Cmd::new(DOCKER)
+        .env("DOCKER_HOST", env.host())
+        .env("DOCKER_CONFIG", config)
+        .args(args)
+        .stdin(stdin.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("docker {args:?}: {e:#}"))
+}
+
+/// The daemon's unix socket path.
+fn socket(env: &CliEnv) -> PathBuf {
+    PathBuf::from(
+        env.host()
+            .strip_prefix("unix://")
+            .expect("the test daemon listens on a unix socket"),
+    )
+}
+
+/// An HTTP request to berthd with curl: (status, body).
+fn http(env: &CliEnv, method: &str, path: &str, headers: &[&str]) -> (u16, String) {
+    let mut cmd = Cmd::new("curl")
+        .args(["-sS", "--unix-socket"])
+        .arg(socket(env))
+        .args(["-X", method, "-w", "\n%{http_code}"]);
+    for h in headers {
+        cmd = cmd.args(["-H", h]);
+    }
+    let out = cmd
+        .arg(format!("http://localhost/v1.45{path}"))
+        .output()
+        .expect("run curl");
+    assert!(out.success(), "curl {path}: {out}");
+    let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", ""));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn docker_cli_logs_in_pushes_and_pulls_against_berthd() {
+    skip_unless_root!();
+    if !Path::new(DOCKER).is_file() {
+        eprintln!("skipping: {DOCKER} is not installed (the real docker CLI is what this tests)");
+        return;
+    }
+    if !have_registry() || !Path::new("/usr/bin/htpasswd").is_file() {
+        eprintln!("skipping: needs htpasswd (apache2-utils)");
+        return;
+    }
+    let Some(env) = CliEnv::start() else { return };
+    let registry = Registry::start_with(RegistryAuth::Basic {
+        user: "bob".into(),
+        password: "hunter2".into(),
+    })
+    .unwrap();
+    let host = registry.host();
+    let config = env.dir().join("docker-cli-config");
+    std::fs::create_dir_all(&config).unwrap();
+
+    let out = docker(
+        &env,
+        &config,
+        &["login", "-u", "bob", "--password-stdin", &host],
+        "wrong\n",
+    );
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stderr.contains("Error response from daemon"), "{out}");
+    let out = docker(
+        &env,
+        &config,
+        &["login", "-u", "bob", "--password-stdin", &host],
+        "hunter2\n",
+    );
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(out.stdout.contains("Login Succeeded"), "{out}");
+
+    let reference = format!("{host}/docker-cli/{}:v1", unique_id("bb").to_lowercase());
+    let out = docker(&env, &config, &["tag", IMAGE, &reference], "");
+    assert_eq!(out.code(), 0, "{out}");
+    let out = docker(&env, &config, &["push", &reference], "");
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(
+        out.stdout.contains(&format!(
+            "The push refers to repository [{}]",
+            reference.trim_end_matches(":v1")
+        )),
+        "{out}"
+    );
+    assert!(out.stdout.contains("Pushed"), "{out}");
+    assert!(out.stdout.contains("v1: digest: sha256:"), "{out}");
+    // A second push finds every layer there.
+    let out = docker(&env, &config, &["push", &reference], "");
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(out.stdout.contains("Layer already exists"), "{out}");
+
+    let out = docker(&env, &config, &["rmi", &reference], "");
+    assert_eq!(out.code(), 0, "{out}");
+    let out = docker(&env, &config, &["pull", &reference], "");
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(out.stdout.contains("v1: Pulling from docker-cli/"), "{out}");
+    assert!(out.stdout.contains("Digest: sha256:"), "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("Status: Downloaded newer image for {reference}")),
+        "{out}"
+    );
+    assert_eq!(out.stdout.lines().last(), Some(reference.as_str()), "{out}");
+    let out = docker(&env, &config, &["pull", &reference], "");
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("Status: Image is up to date for {reference}")),
+        "{out}"
+    );
+    // What docker pulled runs.
+    let out = env.run(&["run", "--rm", &reference, "echo", "pulled by docker"]);
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(out.stdout.trim(), "pulled by docker", "{out}");
+
+    let out = docker(
+        &env,
+        &config,
+        &["pull", &format!("{host}/docker-cli/nosuch:1")],
+        "",
+    );
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stderr.contains("Error response from daemon"), "{out}");
+    assert!(out.stderr.contains("not found"), "{out}");
+
+    let out = docker(&env, &config, &["logout", &host], "");
+    assert_eq!(out.code(), 0, "{out}");
+    let out = docker(&env, &config, &["rmi", &reference], "");
+    assert_eq!(out.code(), 0, "{out}");
+    let out = docker(&env, &config, &["pull", &reference], "");
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stderr.contains("Error response from daemon"), "{out}");
+}
+
+/// Lists what a container of `image` sees under /data: every path, contents, link counts,
+/// modes, owners, which files share an inode, and a symlink.
+fn data_view(env: &CliEnv, image: &str) -> String {
+    let script = r#"cd /data && find . | sort
+for f in a.txt b.txt c.txt d.txt dir/keep old/new suid; do
+  echo "$f $(md5sum < $f | cut -c1-32) $(stat -c '%h %a %u:%g %s' $f)"
+done
+[ "$(stat -c %i a.txt)" = "$(stat -c %i b.txt)" ] && echo a-b-one-inode
+[ "$(stat -c %i c.txt)" = "$(stat -c %i d.txt)" ] && echo c-d-one-inode
+echo "link -> $(readlink link)"
+ls -a old | sort | tr '\n' ' '"#;
+    let out = env.run(&["run", "--rm", image, "sh", "-c", script]);
+    assert_eq!(out.code(), 0, "{out}\n{}", env.daemon_logs());
+    out.stdout
+}
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn multi_layer_image_with_whiteouts_and_hard_links_round_trips_through_a_registry() {
+    skip_unless_root!();
+    if !have_registry() {
+        return;
+    }
+    let Some(env) = CliEnv::start() else { return };
+    let registry = Registry::start().unwrap();
+    let reference = format!(
+        "{}/berth-rt/{}:v1",
+        registry.host(),
+        unique_id("layers").to_lowercase()
+    );
+    let base = berth_tests::cli::busybox_tar_layer().unwrap();
+    let second = layer_from_entries(&[
+        Entry::Dir("data", 0o755),
+        Entry::File("data/a.txt", b"alpha\n", 0o644, 0),
+        Entry::Link("data/b.txt", "data/a.txt"),
+        Entry::Symlink("data/link", "a.txt"),
+        Entry::Dir("data/dir", 0o750),
+        Entry::File("data/dir/keep", b"kept v1\n", 0o600, 1000),
+        Entry::File("data/dir/gone", b"to be deleted\n", 0o644, 0),
+        Entry::Dir("data/old", 0o755),
+        Entry::File("data/old/x", b"hidden by an opaque dir\n", 0o644, 0),
+        Entry::File("data/suid", b"#!/bin/sh\n", 0o4755, 0),
+    ])
+    .unwrap();
+    let third = layer_from_entries(&[
+        Entry::Dir("data", 0o755),
+        Entry::Dir("data/dir", 0o750),
+        Entry::Whiteout("data/dir/gone"),
+        Entry::File("data/dir/keep", b"kept v2\n", 0o640, 1000),
+        Entry::Dir("data/old", 0o755),
+        Entry::Opaque("data/old"),
+        Entry::File("data/old/new", b"new\n", 0o644, 0),
+        Entry::File("data/c.txt", &[0xabu8; 70_000], 0o644, 0),
+        Entry::Link("data/d.txt", "data/c.txt"),
+    ])
+    .unwrap();
+    let archive = env.dir().join("layers.tar");
+    std::fs::write(
+        &archive,
+        docker_archive_layers(&[base, second, third], &reference).unwrap(),
+    )
+    .unwrap();
+    env.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let id_before = env.ok(&["image", "inspect", "-f", "{{.Id}}", &reference]);
+    let before = data_view(&env, &reference);
+    for want in [
+        "./dir/keep",
+        "./old/new",
+        "a-b-one-inode",
+        "c-d-one-inode",
+        "link -> a.txt",
+    ] {
+        assert!(before.contains(want), "{want} missing:\n{before}");
+    }
+    assert!(
+        !before.contains("./dir/gone"),
+        "whiteout ignored:\n{before}"
+    );
+    assert!(!before.contains("./old/x"), "opaque dir ignored:\n{before}");
+    let line = |name: &str| {
+        before
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .map(|l| l.split_whitespace().skip(2).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    // Link count, mode, owner, size.
+    assert_eq!(line("a.txt"), "2 644 0:0 6", "{before}");
+    assert_eq!(line("d.txt"), "2 644 0:0 70000", "{before}");
+    assert_eq!(line("dir/keep"), "1 640 1000:1000 8", "{before}");
+    assert_eq!(line("suid"), "1 4755 0:0 10", "{before}");
+
+    let out = env.run(&["push", &reference]);
+    assert_eq!(out.code(), 0, "{out}");
+    env.ok(&["rmi", &reference]);
+    let out = env.run(&["image", "inspect", &reference]);
+    assert_eq!(out.code(), 1, "the image should be gone: {out}");
+    let out = env.run(&["pull", &reference]);
+    assert_eq!(out.code(), 0, "{out}");
+    let id_after = env.ok(&["image", "inspect", "-f", "{{.Id}}", &reference]);
+    assert_eq!(id_before, id_after, "the pulled image has another id");
+    let after = data_view(&env, &reference);
+    assert_eq!(before, after, "files differ after push, rmi, pull");
+    env.ok(&["rmi", &reference]);
+}
+
+#[test]
+#[ignore = "needs root: runs berthd"]
+fn registry_endpoints_answer_with_dockers_statuses_and_prune_frees_the_disk() {
+    skip_unless_root!();
+    if !have_registry() {
+        return;
+    }
+    let Some(env) = CliEnv::start() else { return };
+    let registry = Registry::start().unwrap();
+    let host = registry.host();
+
+    // Errors before the stream: Docker's {"message"} and status.
+    let (code, body) = http(
+        &env,
+        "POST",
+        "/images/create?fromImage=Bad%2F%2FRef&tag=1",
+        &[],
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid reference format"), "{body}");
+    let (code, body) = http(
+        &env,
+        "POST",
+        &format!("/images/create?fromImage={host}%2Fno%2Fsuch&tag=1"),
+        &[],
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.starts_with("{\"message\":"), "{body}");
+    let (code, body) = http(
+        &env,
+        "POST",
+        &format!("/images/create?fromImage={host}%2Fx&tag=1"),
+        &["X-Registry-Auth: %%%not-base64"],
+    );
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = http(
+        &env,
+        "POST",
+        &format!("/images/{host}%2Fnot-here/push?tag=1"),
+        &[],
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("An image does not exist locally"), "{body}");
+
+    // An image with a 3 MiB incompressible layer: push, pull, then account for it.
+    let noise: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let base = berth_tests::cli::busybox_tar_layer().unwrap();
+    let big = layer_from_entries(&[Entry::File("noise.bin", &noise, 0o644, 0)]).unwrap();
+    let reference = format!("{host}/berth-df/{}:v1", unique_id("df").to_lowercase());
+    let archive = env.dir().join("big.tar");
+    std::fs::write(
+        &archive,
+        docker_archive_layers(&[base, big.clone()], &reference).unwrap(),
+    )
+    .unwrap();
+    env.ok(&["load", "-i", archive.to_str().unwrap()]);
+    env.ok(&["push", &reference]);
+    let (code, body) = http(
+        &env,
+        "GET",
+        &format!("/distribution/{}/json", reference.replace('/', "%2F")),
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"digest\":\"sha256:"), "{body}");
+    env.ok(&["rmi", &reference]);
+    let (code, body) = http(
+        &env,
+        "POST",
+        &format!(
+            "/images/create?fromImage={}&tag=v1",
+            reference.trim_end_matches(":v1").replace('/', "%2F")
+        ),
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("Pull complete"), "{body}");
+    assert!(
+        body.contains("Status: Downloaded newer image for"),
+        "{body}"
+    );
+
+    let data = env.dir().join("data/image");
+    let layer_blob = data
+        .join("blobs/sha256")
+        .join(big.digest.trim_start_matches("sha256:"));
+    assert!(layer_blob.is_file(), "the pulled layer's blob is kept");
+    let (code, df) = http(&env, "GET", "/system/df", &[]);
+    assert_eq!(code, 200, "{df}");
+    let df: serde_json::Value = serde_json::from_str(&df).unwrap();
+    let layers_size = df["LayersSize"].as_u64().unwrap();
+    assert!(
+        layers_size > 2 * (3 << 20),
+        "unpacked layer and kept blob: {df}"
+    );
+
+    // A partial download left by an interrupted pull is freed by the prune too.
+    let partial = data
+        .join("downloads")
+        .join(format!("{}.partial", "ab".repeat(32)));
+    std::fs::write(&partial, vec![7u8; 1 << 20]).unwrap();
+    env.ok(&["rmi", &reference]);
+    assert!(!layer_blob.exists(), "rmi should free the layer's blob");
+    let out = env.ok(&["image", "prune", "-a", "-f"]);
+    assert!(out.contains("Total reclaimed space:"), "{out}");
+    assert!(!partial.exists(), "prune should drop partial downloads");
+    let (_, df) = http(&env, "GET", "/system/df", &[]);
+    let df: serde_json::Value = serde_json::from_str(&df).unwrap();
+    assert!(
+        df["LayersSize"].as_u64().unwrap() + (3 << 20) < layers_size,
+        "disk use did not go down: {df}"
+    );
+    let layers_left = std::fs::read_dir(data.join("layers")).unwrap().count();
+    assert_eq!(layers_left, 0, "prune -a left layers behind");
+}
