@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_image::ImageStore;
@@ -24,17 +24,31 @@ use tokio::sync::mpsc;
 /// (a running pull touches its partial file at least every few seconds).
 const STALE_PARTIAL: Duration = Duration::from_secs(600);
 
-/// An image event of a registry operation: `pull` or `push` of `image` (Docker's `id` of
-/// the event: the reference as given, `busybox:latest`).
+/// An image event of a registry operation, as Docker logs it: `pull` or `push`, the
+/// reference (`busybox:latest`, the event's id) and the repository (`busybox`, its `name`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageEvent {
     /// `pull` or `push`.
     pub action: &'static str,
-    /// The reference pulled or pushed.
+    /// The reference pulled or pushed, familiar form.
     pub image: String,
+    /// The repository, familiar form.
+    pub name: String,
 }
 
-type EventHook = Arc<dyn Fn(ImageEvent) + Send + Sync>;
+impl ImageEvent {
+    fn new(action: &'static str, reference: &str) -> ImageEvent {
+        let (image, name) = match Reference::parse(reference) {
+            Ok(r) => (r.familiar_string(), r.familiar_name()),
+            Err(_) => (reference.to_string(), reference.to_string()),
+        };
+        ImageEvent {
+            action,
+            image,
+            name,
+        }
+    }
+}
 
 /// What a pull or push sends while it runs.
 #[derive(Debug)]
@@ -59,7 +73,6 @@ pub struct ProgressStream {
 pub struct RegistryService {
     client: Registry,
     in_flight: Arc<AtomicUsize>,
-    events: OnceLock<EventHook>,
 }
 
 impl std::fmt::Debug for RegistryService {
@@ -92,7 +105,6 @@ impl RegistryService {
         RegistryService {
             client: Registry::new(config, Arc::new(images.clone())),
             in_flight: Arc::default(),
-            events: OnceLock::new(),
         }
     }
 
@@ -101,24 +113,16 @@ impl RegistryService {
         self.client.config()
     }
 
-    /// Hook for image events (`pull`, `push`): `/events` registers its publisher here. Only
-    /// the first hook set is kept.
-    pub fn set_event_hook(&self, hook: impl Fn(ImageEvent) + Send + Sync + 'static) {
-        let _ = self.events.set(Arc::new(hook));
-    }
-
-    fn event_hook(&self) -> Option<EventHook> {
-        self.events.get().cloned()
-    }
-
     /// `POST /images/create?fromImage=&tag=&platform=`. An empty `tag` on a name without
-    /// one pulls every tag of the repository (`docker pull --all-tags`).
+    /// one pulls every tag of the repository (`docker pull --all-tags`). `on_event` gets a
+    /// `pull` event per image pulled.
     pub async fn pull(
         &self,
         from_image: &str,
         tag: &str,
         platform: &str,
         auth: AuthConfig,
+        on_event: impl Fn(ImageEvent) + Send + Sync + 'static,
     ) -> Result<ProgressStream, Error> {
         let r = Reference::parse(from_image)?;
         let single = if !tag.is_empty() {
@@ -143,7 +147,6 @@ impl RegistryService {
             platform: platform.to_string(),
             auth,
         };
-        let hook = self.event_hook();
         let guard = InFlight::new(&self.in_flight);
         start(move |sink| async move {
             let _guard = guard;
@@ -155,13 +158,8 @@ impl RegistryService {
                 }
             };
             for reference in refs {
-                let report = client.pull(&reference, &options, &sink).await?;
-                if let Some(h) = &hook {
-                    h(ImageEvent {
-                        action: "pull",
-                        image: report.reference.clone(),
-                    });
-                }
+                client.pull(&reference, &options, &sink).await?;
+                on_event(ImageEvent::new("pull", &reference));
             }
             Ok(())
         })
@@ -169,13 +167,14 @@ impl RegistryService {
     }
 
     /// `POST /images/{name}/push?tag=`. An empty `tag` on a name without one pushes every
-    /// local tag of the repository, as Docker does.
+    /// local tag of the repository, as Docker does. `on_event` gets a `push` event per tag.
     pub async fn push(
         &self,
         images: &ImageStore,
         name: &str,
         tag: &str,
         auth: AuthConfig,
+        on_event: impl Fn(ImageEvent) + Send + Sync + 'static,
     ) -> Result<ProgressStream, Error> {
         let r = Reference::parse(name)?;
         let refs: Vec<String> = if !tag.is_empty() {
@@ -208,18 +207,12 @@ impl RegistryService {
         };
         let client = self.client.clone();
         let options = PushOptions { auth };
-        let hook = self.event_hook();
         let guard = InFlight::new(&self.in_flight);
         start(move |sink| async move {
             let _guard = guard;
             for reference in refs {
                 client.push(&reference, &options, &sink).await?;
-                if let Some(h) = &hook {
-                    h(ImageEvent {
-                        action: "push",
-                        image: reference.clone(),
-                    });
-                }
+                on_event(ImageEvent::new("push", &reference));
             }
             Ok(())
         })

@@ -74,7 +74,13 @@ pub async fn image_pull(
     let from = q.get("fromImage").map(String::as_str).unwrap_or_default();
     let tag = q.get("tag").map(String::as_str).unwrap_or_default();
     let platform = q.get("platform").map(String::as_str).unwrap_or_default();
-    let s = e.registry.pull(from, tag, platform, auth).await?;
+    let events = e.clone();
+    let s = e
+        .registry
+        .pull(from, tag, platform, auth, move |ev| {
+            events.emit_image_event(ev.action, &ev.image, &ev.name)
+        })
+        .await?;
     Ok(stream_response(s))
 }
 
@@ -87,7 +93,13 @@ pub async fn image_push(
 ) -> ApiResult<Response> {
     let auth = registry_auth(headers)?;
     let tag = q.get("tag").map(String::as_str).unwrap_or_default();
-    let s = e.registry.push(&e.images, name, tag, auth).await?;
+    let events = e.clone();
+    let s = e
+        .registry
+        .push(&e.images, name, tag, auth, move |ev| {
+            events.emit_image_event(ev.action, &ev.image, &ev.name)
+        })
+        .await?;
     Ok(stream_response(s))
 }
 
