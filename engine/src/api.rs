@@ -130,6 +130,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
 
 /// Serves the API on every `-H` address until SIGTERM/SIGINT.
 pub async fn serve(engine: Arc<Engine>, hosts: &[String]) -> anyhow::Result<()> {
+    let tls = engine.config.tls.clone();
     let app = router(engine);
     let svc = tower::service_fn(move |mut req: Request| {
         let app = app.clone();
@@ -179,9 +180,12 @@ pub async fn serve(engine: Arc<Engine>, hosts: &[String]) -> anyhow::Result<()> 
                     let _ = axum::serve(l, make).await;
                 }));
             }
+        } else if h.starts_with("tcp://") {
+            let listener = crate::listen::bind(h, tls.as_ref()).await?;
+            tasks.push(tokio::spawn(crate::listen::serve(listener, svc.clone())));
         } else {
             anyhow::bail!(
-                "unsupported -H {h}: berthd listens on unix:// and fd:// (tcp:// with TLS is not built yet)"
+                "unsupported -H {h}: berthd listens on unix://, fd:// and tcp:// (with TLS)"
             );
         }
     }

@@ -12,6 +12,7 @@ pub mod container;
 pub mod error;
 pub mod events;
 pub mod events_api;
+pub mod listen;
 pub mod logs;
 pub mod registry;
 pub mod registry_api;
@@ -50,6 +51,8 @@ pub struct Config {
     /// Registry settings: daemon.json's `insecure-registries`, `registry-mirrors`, `mirrors`,
     /// `max-concurrent-downloads|uploads`, `max-download-attempts`, and the matching flags.
     pub registry: berth_registry::RegistryConfig,
+    /// TLS for `tcp://` hosts (`--tls`, `--tlsverify`); `None`: off.
+    pub tls: Option<listen::TlsSettings>,
 }
 
 /// An exec instance (`/containers/{id}/exec`).

@@ -42,6 +42,21 @@ struct Args {
     /// Mirror of Docker Hub (URL), tried before it on pulls.
     #[arg(long = "registry-mirror")]
     registry_mirrors: Vec<String>,
+    /// Serve tcp:// hosts with TLS (implied by --tlsverify).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    tls: Option<bool>,
+    /// TLS and require client certificates signed by --tlscacert.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    tlsverify: Option<bool>,
+    /// Trust client certificates signed by this CA (default ~/.docker/ca.pem).
+    #[arg(long)]
+    tlscacert: Option<PathBuf>,
+    /// The server's TLS certificate (default ~/.docker/cert.pem).
+    #[arg(long)]
+    tlscert: Option<PathBuf>,
+    /// The server's TLS key (default ~/.docker/key.pem).
+    #[arg(long)]
+    tlskey: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -74,6 +89,12 @@ fn main() -> Result<()> {
         hosts.push("unix:///run/berth/berth.sock".into());
     }
     let registry = registry_config(&file, &args)?;
+    let tls = berth_engine::listen::from_flags_and_file(
+        &file,
+        (args.tls, args.tlsverify),
+        (args.tlscacert, args.tlscert, args.tlskey),
+    );
+    berth_engine::listen::check_hosts(&hosts, tls.as_ref())?;
     let opts = &file["log-opts"];
     let config = berth_engine::Config {
         hosts,
@@ -92,6 +113,7 @@ fn main() -> Result<()> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(3),
         registry,
+        tls,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

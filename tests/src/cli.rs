@@ -61,16 +61,6 @@ impl CliEnv {
                 eprintln!("skipping: berthd is not built yet ({e:#})");
                 None
             }
-            // A berthd without TLS flags yet: the TLS test waits for them.
-            Err(e)
-                if tls
-                    && ["unexpected argument", "unrecognized", "unknown flag"]
-                        .iter()
-                        .any(|m| format!("{e:#}").contains(m)) =>
-            {
-                eprintln!("skipping: berthd does not take TLS flags yet ({e:#})");
-                None
-            }
             Err(e) => panic!("start CLI test environment: {e:#}"),
         }
     }
