@@ -14,7 +14,7 @@ use serde_json::Value;
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
+        .expect("clock after 1970")
         .as_secs_f64()
 }
 
@@ -26,7 +26,7 @@ fn events_json(env: &CliEnv, args: &[&str]) -> Vec<Value> {
         .berth(&all)
         .timeout(Duration::from_secs(20))
         .output()
-        .unwrap();
+        .expect("run berth events");
     assert_eq!(out.code(), 0, "berth {all:?}: {out}");
     out.stdout
         .lines()
@@ -44,11 +44,12 @@ fn actions(events: &[Value]) -> Vec<String> {
 /// A raw HTTP/1.0 GET on the daemon's unix socket: (status, body).
 fn raw_get(env: &CliEnv, path: &str) -> (u16, String) {
     let sock = env.host().strip_prefix("unix://").expect("a unix host");
-    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: berth\r\n\r\n").unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect to the API socket");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("set read timeout");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: berth\r\n\r\n").expect("send request");
     let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
+    s.read_to_string(&mut resp).expect("read response");
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
     let status = head
         .split_whitespace()
