@@ -508,8 +508,33 @@ fn container_summary(r: &Record) -> Value {
         "Status": status_text(r),
         "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
         "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
+        "Mounts": mount_points(&r.host_config),
     })
+}
+
+/// Docker's `MountPoint`s for the container's host-path binds (`src:dst[:opts]`).
+fn mount_points(host_config: &Value) -> Value {
+    let binds = host_config["Binds"].as_array().into_iter().flatten();
+    let points = binds.filter_map(Value::as_str).filter_map(|b| {
+        let mut parts = b.splitn(3, ':');
+        let (src, dst) = (parts.next()?, parts.next()?);
+        let mode = parts.next().unwrap_or_default();
+        let opts: Vec<&str> = mode.split(',').collect();
+        let propagation = opts
+            .iter()
+            .find(|o| o.ends_with("private") || o.ends_with("shared") || o.ends_with("slave"))
+            .copied()
+            .unwrap_or("rprivate");
+        Some(json!({
+            "Type": "bind",
+            "Source": src,
+            "Destination": dst,
+            "Mode": mode,
+            "RW": !opts.contains(&"ro"),
+            "Propagation": propagation,
+        }))
+    });
+    Value::Array(points.collect())
 }
 
 async fn container_list(State(e): S, Query(q): Q) -> ApiResult<Response> {
@@ -605,12 +630,44 @@ fn inspect_json(e: &Engine, r: &Record) -> Value {
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": null,
-        "HostConfig": r.host_config,
+        "HostConfig": host_config_inspect(&r.host_config),
         "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": upper}},
-        "Mounts": [],
+        "Mounts": mount_points(&r.host_config),
         "Config": config,
         "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}, "IPAddress": "", "Gateway": "", "MacAddress": ""},
     })
+}
+
+/// The stored HostConfig with dockerd's zero values filled in: dockerd inspects a typed
+/// struct, so every field prints (`{{.HostConfig.Memory}}` is `0`, not `<no value>`), whatever
+/// the client sent at create.
+fn host_config_inspect(stored: &Value) -> Value {
+    let mut hc = json!({
+        "Binds": null, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+        "NetworkMode": "bridge", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": false, "VolumeDriver": "", "VolumesFrom": null, "ConsoleSize": [0, 0],
+        "CapAdd": null, "CapDrop": null, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [],
+        "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null, "IpcMode": "private", "Cgroup": "",
+        "Links": null, "OomScoreAdj": 0, "PidMode": "", "Privileged": false, "PublishAllPorts": false,
+        "ReadonlyRootfs": false, "SecurityOpt": null, "UTSMode": "", "UsernsMode": "",
+        "ShmSize": 67108864, "Runtime": "runc", "Isolation": "", "CpuShares": 0, "Memory": 0,
+        "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
+        "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
+        "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [],
+        "DeviceCgroupRules": null, "DeviceRequests": null, "MemoryReservation": 0, "MemorySwap": 0,
+        "MemorySwappiness": null, "OomKillDisable": null, "PidsLimit": null, "Ulimits": [],
+        "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+    });
+    if let (Some(out), Some(given)) = (hc.as_object_mut(), stored.as_object()) {
+        for (k, v) in given {
+            // A null the client sent does not hide a zero value dockerd would print.
+            if !v.is_null() || !out.contains_key(k) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    hc
 }
 
 async fn container_inspect(State(e): S, Path(id): Path<String>) -> ApiResult<Response> {
@@ -645,8 +702,8 @@ async fn container_restart(
     let rec = e.find(&id)?;
     e.wait_for(&rec.id, Some(Duration::from_secs(5)), |r| !r.running())
         .await;
+    // As dockerd: RestartCount counts restarts by the restart policy, not `docker restart`.
     e.start(&id).await?;
-    e.update(&id, |r| r.restart_count += 1)?;
     e.emit_container_id(&id, "restart", &[]);
     Ok(no_content())
 }
@@ -673,42 +730,48 @@ async fn container_wait(State(e): S, Path(id): Path<String>, Query(q): Q) -> Api
     let rec = e.find(&id)?;
     let cond = q
         .get("condition")
-        .map(String::as_str)
-        .unwrap_or("not-running");
-    let exits = rec.exits;
-    let done = match cond {
-        "not-running" | "" => {
-            if !rec.running() {
-                Some(rec.clone())
-            } else {
-                e.wait_for(&rec.id, None, |r| !r.running()).await
-            }
-        }
-        "next-exit" => e.wait_for(&rec.id, None, |r| r.exits > exits).await,
-        "removed" => {
-            // Until it is gone; the status is that of its last exit.
-            let mut last = rec.clone();
-            let mut rx = e.subscribe();
-            while let Ok(r) = e.find(&rec.id) {
-                last = r;
-                if rx.changed().await.is_err() {
-                    break;
+        .cloned()
+        .unwrap_or_else(|| "not-running".into());
+    if !["not-running", "next-exit", "removed", ""].contains(&cond.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "invalid condition: \"{cond}\""
+        )));
+    }
+    // Headers go out at once (the docker CLI starts the container only after it got them);
+    // the status follows when the condition is met.
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    tokio::spawn(async move {
+        let exits = rec.exits;
+        let code = match cond.as_str() {
+            "next-exit" => e
+                .wait_for(&rec.id, None, |r| r.exits > exits)
+                .await
+                .map(|r| r.state.exit_code),
+            "removed" => {
+                let mut last = rec.state.exit_code;
+                let mut rx = e.subscribe();
+                while let Ok(r) = e.find(&rec.id) {
+                    last = r.state.exit_code;
+                    tokio::select! {
+                        c = rx.changed() => if c.is_err() { break },
+                        _ = tx.closed() => return,
+                    }
                 }
+                Some(last)
             }
-            return Ok(ok_json(
-                json!({"StatusCode": last.state.exit_code, "Error": null}),
-            ));
-        }
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "invalid condition: \"{other}\""
-            )))
-        }
-    };
-    let code = done
-        .map(|r| r.state.exit_code)
-        .unwrap_or(rec.state.exit_code);
-    Ok(ok_json(json!({"StatusCode": code, "Error": null})))
+            _ => e
+                .wait_for(&rec.id, None, |r| !r.running())
+                .await
+                .map(|r| r.state.exit_code),
+        };
+        let code = code.unwrap_or(rec.state.exit_code);
+        let body = json!({"StatusCode": code, "Error": null}).to_string();
+        let _ = tx.send(Ok(Bytes::from(format!("{body}\n")))).await;
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(ReceiverStream::new(rx)))
+        .unwrap_or_default())
 }
 
 async fn container_rename(State(e): S, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
@@ -1079,6 +1142,28 @@ where
 
 /// Pumps a supervisor Attach stream of `exec_id` (empty: init) to `sink`, and `stdin` to it.
 #[allow(clippy::too_many_arguments)]
+/// What an attach does with the client's stdin, as dockerd's `container/stream/attach.go`:
+/// without a TTY, EOF closes the container's stdin when `close_at_eof` (StdinOnce, execs);
+/// otherwise EOF, or the detach keys on a TTY, end the attach and leave the process running.
+#[derive(Debug, Clone)]
+struct StdinMode {
+    close_at_eof: bool,
+    detach_keys: Vec<u8>,
+}
+
+impl StdinMode {
+    fn new(close_at_eof: bool, detach_keys: Option<&str>) -> ApiResult<StdinMode> {
+        let keys = detach_keys
+            .filter(|k| !k.is_empty())
+            .unwrap_or(crate::detach::DEFAULT_KEYS);
+        Ok(StdinMode {
+            close_at_eof,
+            detach_keys: crate::detach::parse_keys(keys)?,
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     e: &Engine,
     id: &str,
@@ -1086,7 +1171,7 @@ async fn pump(
     tty: bool,
     streams: (bool, bool, bool),
     replay: bool,
-    close_stdin_at_eof: bool,
+    mode: StdinMode,
     sink: &Sink,
     stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
 ) -> ApiResult<()> {
@@ -1112,28 +1197,42 @@ async fn pump(
         .attach(ReceiverStream::new(req_rx))
         .await?
         .into_inner();
+    // Fired when stdin ends the attach (detach keys, or EOF where stdin is not closed).
+    let (end_tx, mut end_rx) = tokio::sync::oneshot::channel::<()>();
     if let (true, Some(mut rd)) = (stdin_on, stdin) {
         let tx = req_tx.clone();
         tokio::spawn(async move {
+            let mut proxy =
+                crate::detach::EscapeProxy::new(if tty { mode.detach_keys } else { Vec::new() });
             let mut buf = vec![0u8; 32 * 1024];
             loop {
                 match rd.read(&mut buf).await {
                     Ok(0) | Err(_) => {
-                        if close_stdin_at_eof {
+                        if mode.close_at_eof && !tty {
                             let _ = tx
                                 .send(types::AttachRequest {
                                     msg: Some(types::attach_request::Msg::CloseStdin(true)),
                                 })
                                 .await;
+                        } else {
+                            let _ = end_tx.send(());
+                            return;
                         }
                         break;
                     }
                     Ok(n) => {
-                        let msg = types::AttachRequest {
-                            msg: Some(types::attach_request::Msg::Stdin(buf[..n].to_vec())),
-                        };
-                        if tx.send(msg).await.is_err() {
-                            break;
+                        let (data, detached) = proxy.feed(&buf[..n]);
+                        if !data.is_empty() {
+                            let msg = types::AttachRequest {
+                                msg: Some(types::attach_request::Msg::Stdin(data)),
+                            };
+                            if tx.send(msg).await.is_err() {
+                                break;
+                            }
+                        }
+                        if detached {
+                            let _ = end_tx.send(());
+                            return;
                         }
                     }
                 }
@@ -1142,7 +1241,14 @@ async fn pump(
             tx.closed().await;
         });
     }
-    while let Ok(Some(chunk)) = out.message().await {
+    loop {
+        let chunk = tokio::select! {
+            m = out.message() => match m {
+                Ok(Some(chunk)) => chunk,
+                _ => break,
+            },
+            Ok(()) = &mut end_rx => break,
+        };
         let stream = if chunk.stream == types::StdStream::Stderr as i32 {
             2
         } else {
@@ -1172,7 +1278,10 @@ async fn container_attach(
     let streams = (qbool(&q, "stdin"), qbool(&q, "stdout"), qbool(&q, "stderr"));
     let logs = qbool(&q, "logs");
     let stream = q.get("stream").is_none_or(|v| v == "1" || v == "true");
-    let stdin_once = rec.config["StdinOnce"].as_bool().unwrap_or(false);
+    let mode = StdinMode::new(
+        rec.config["StdinOnce"].as_bool().unwrap_or(false),
+        q.get("detachKeys").map(String::as_str),
+    )?;
     e.attach_started(&rec.id);
     e.emit_container(&rec, "attach", &[]);
     let id = rec.id.clone();
@@ -1186,9 +1295,7 @@ async fn container_attach(
                 .await;
         }
         if stream {
-            if let Err(err) =
-                pump(&e, &id, "", tty, streams, replay, stdin_once, &sink, stdin).await
-            {
+            if let Err(err) = pump(&e, &id, "", tty, streams, replay, mode, &sink, stdin).await {
                 tracing::debug!(container = %id, error = %err, "attach ended");
             }
         }
@@ -1408,18 +1515,23 @@ async fn exec_start(State(e): S, Path(id): Path<String>, req: Request) -> ApiRes
         ex.config["AttachStderr"].as_bool().unwrap_or(true),
     );
     let cid = rec.id.clone();
+    let mode = StdinMode::new(true, ex.config["DetachKeys"].as_str())?;
     Ok(hijack(req, tty, move |sink, stdin| async move {
+        // The stream stays open until the exit code is recorded: clients read it from
+        // GET /exec/{id}/json as soon as the stream ends (docker exec's exit status).
+        let hold = sink.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let e3 = e2.clone();
         let xid = id.clone();
         let pumper = tokio::spawn(async move {
-            let r = pump(&e3, &cid, &xid, tty, streams, true, true, &sink, stdin).await;
+            let r = pump(&e3, &cid, &xid, tty, streams, true, mode, &sink, stdin).await;
             let _ = tx.send(());
             r
         });
         start_and_wait(e2).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
         pumper.abort();
+        drop(hold);
     }))
 }
 
@@ -1471,52 +1583,61 @@ fn image_summary(i: &berth_image::Image, containers: i64) -> Value {
 
 async fn image_list(State(e): S, Query(q): Q) -> ApiResult<Response> {
     let f = filters(&q)?;
-    let all = e.images.list()?;
-    let out: Vec<Value> =
-        all.iter()
-            .filter(|i| {
-                f.iter().all(|(k, vals)| {
-                    vals.iter().any(|v| match k.as_str() {
-                        "dangling" => (v == "true") == i.repo_tags.is_empty(),
-                        "reference" => i.repo_tags.iter().any(|t| {
-                            t == v || t.split(':').next() == Some(v.as_str()) || glob(v, t)
-                        }),
-                        "label" => {
-                            let l = &i.raw_config["config"]["Labels"];
-                            match v.split_once('=') {
-                                Some((k, val)) => l[k] == val,
-                                None => !l[v.as_str()].is_null(),
-                            }
-                        }
-                        _ => true,
-                    })
-                })
+    let refs = f.get("reference").cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for mut i in e.images.list()? {
+        let keep = f.iter().all(|(k, vals)| {
+            vals.iter().any(|v| match k.as_str() {
+                "dangling" => (v == "true") == i.repo_tags.is_empty(),
+                "reference" => i.repo_tags.iter().any(|t| reference_matches(v, t)),
+                "label" => {
+                    let l = &i.raw_config["config"]["Labels"];
+                    match v.split_once('=') {
+                        Some((k, val)) => l[k] == val,
+                        None => !l[v.as_str()].is_null(),
+                    }
+                }
+                _ => true,
             })
-            .map(|i| image_summary(i, -1))
-            .collect();
+        });
+        if !keep {
+            continue;
+        }
+        // As dockerd: with a reference filter, an image lists only the tags that matched.
+        if !refs.is_empty() {
+            i.repo_tags
+                .retain(|t| refs.iter().any(|r| reference_matches(r, t)));
+        }
+        out.push(image_summary(&i, -1));
+    }
     Ok(ok_json(Value::Array(out)))
 }
 
-/// `*` wildcards as in Docker's reference filter.
+/// Docker's reference filter (`reference.FamiliarMatch`): the pattern is matched, with `*`
+/// wildcards, against `name:tag` and, when it names no tag, against the name alone.
+fn reference_matches(pattern: &str, tag: &str) -> bool {
+    let name = match tag.rfind(':') {
+        Some(i) if !tag[i..].contains('/') => &tag[..i],
+        _ => tag,
+    };
+    [tag, name]
+        .iter()
+        .any(|s| pattern == *s || glob(pattern, s))
+}
+
+/// `*` wildcards as in Docker's reference filter (path.Match: `*` stays within a path element).
 fn glob(pattern: &str, s: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return false;
-    }
-    let mut rest = s;
-    for (i, p) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(p) else {
+    match pattern.split_once('*') {
+        None => pattern == s,
+        Some((head, tail)) => {
+            let Some(rest) = s.strip_prefix(head) else {
                 return false;
             };
-            rest = r;
-        } else if let Some(pos) = rest.find(p) {
-            rest = &rest[pos + p.len()..];
-        } else {
-            return false;
+            // `*` takes any run of non-`/` characters, then the rest must match the tail.
+            let stop = rest.find('/').unwrap_or(rest.len());
+            (0..=stop).any(|n| glob(tail, &rest[n..]))
         }
     }
-    parts.last().is_none_or(|l| l.is_empty() || s.ends_with(l))
 }
 
 fn image_inspect_json(i: &berth_image::Image) -> Value {
@@ -1798,6 +1919,7 @@ async fn image_prune(State(e): S, Query(q): Q) -> ApiResult<Response> {
         Ok((report, e2.registry.clean_downloads()))
     })
     .await?;
+    e.emit_image_removals("", &report.removed);
     Ok(ok_json(json!({
         "ImagesDeleted": report.removed.iter().map(removed_json).collect::<Vec<_>>(),
         "SpaceReclaimed": report.space_reclaimed + partials,
@@ -1840,6 +1962,16 @@ mod tests {
         assert_eq!(f["status"], vec!["running"]);
         assert!(glob("bu*", "busybox:latest"));
         assert!(!glob("x*", "busybox:latest"));
+        assert!(!glob("a*", "a/b:c"));
+        assert!(reference_matches("busybox", "busybox:latest"));
+        assert!(reference_matches("busybox:latest", "busybox:latest"));
+        assert!(!reference_matches("busybox:v1", "busybox:latest"));
+        assert!(reference_matches(
+            "localhost:5000/app",
+            "localhost:5000/app:v1"
+        ));
+        assert!(reference_matches("x/*:v1", "x/tag:v1"));
+        assert!(!reference_matches("x/*:v1", "x/busybox:latest"));
         assert_eq!(percent_decode("a%2Fb%3Ac"), "a/b:c");
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod container;
+pub mod detach;
 pub mod error;
 pub mod events;
 pub mod events_api;
@@ -103,6 +104,27 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         .map(|sig| sig as i32)
 }
 
+/// [`Engine::find`] within the locked map.
+fn find_in<'a>(map: &'a HashMap<String, Record>, key: &str) -> ApiResult<&'a Record> {
+    if let Some(r) = map.get(key) {
+        return Ok(r);
+    }
+    let name = format!("/{}", key.trim_start_matches('/'));
+    if let Some(r) = map.values().find(|r| r.name == name) {
+        return Ok(r);
+    }
+    let mut hits = map
+        .values()
+        .filter(|r| !key.is_empty() && r.id.starts_with(key));
+    match (hits.next(), hits.next()) {
+        (Some(r), None) => Ok(r),
+        (None, _) => Err(ApiError::no_such_container(key)),
+        _ => Err(ApiError::bad_request(format!(
+            "multiple IDs found with provided prefix: {key}"
+        ))),
+    }
+}
+
 impl Engine {
     /// Every container record, by id.
     pub fn list(&self) -> Vec<Record> {
@@ -121,25 +143,7 @@ impl Engine {
 
     /// A container by full id, name (with or without `/`), or unambiguous id prefix.
     pub fn find(&self, key: &str) -> ApiResult<Record> {
-        let map = self.lock();
-        if let Some(r) = map.get(key) {
-            return Ok(r.clone());
-        }
-        let name = format!("/{}", key.trim_start_matches('/'));
-        if let Some(r) = map.values().find(|r| r.name == name) {
-            return Ok(r.clone());
-        }
-        let hits: Vec<&Record> = map
-            .values()
-            .filter(|r| !key.is_empty() && r.id.starts_with(key))
-            .collect();
-        match hits.len() {
-            1 => Ok(hits[0].clone()),
-            0 => Err(ApiError::no_such_container(key)),
-            _ => Err(ApiError::bad_request(format!(
-                "multiple IDs found with provided prefix: {key}"
-            ))),
-        }
+        find_in(&self.lock(), key).cloned()
     }
 
     /// Stores a record (disk first, then memory) and wakes waiters.
@@ -150,11 +154,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Changes a stored record.
+    /// Changes a stored record. The read, the change and the write happen under the map's
+    /// lock, so concurrent changes (a start recording its pid, the exit of the same run) never
+    /// overwrite each other with stale copies.
     pub fn update(&self, id: &str, f: impl FnOnce(&mut Record)) -> ApiResult<Record> {
-        let mut rec = self.find(id)?;
-        f(&mut rec);
-        self.put(rec.clone())?;
+        let rec = {
+            let mut map = self.lock();
+            let mut rec = find_in(&map, id)?.clone();
+            f(&mut rec);
+            container::save(&self.container_dir(&rec.id), &rec)?;
+            map.insert(rec.id.clone(), rec.clone());
+            rec
+        };
+        self.notify();
         Ok(rec)
     }
 
@@ -426,7 +438,9 @@ impl Engine {
                 container_id: rec.id.clone(),
                 io: Some(types::Io {
                     stdin: open_stdin,
-                    stdin_once: rec.config["StdinOnce"].as_bool().unwrap_or(false),
+                    // As dockerd: on a TTY the end of an attach (detach keys, client gone)
+                    // leaves stdin open; only non-TTY StdinOnce closes it.
+                    stdin_once: rec.config["StdinOnce"].as_bool().unwrap_or(false) && !rec.tty(),
                     terminal: rec.tty(),
                     log_path: rec.log_path.to_string_lossy().into_owned(),
                     log_format: types::LogFormat::Json as i32,
@@ -455,6 +469,19 @@ impl Engine {
                 "failed to create task for container: {msg}"
             )));
         }
+        // Marked running before Start: an instant exit is then seen as the exit of this run.
+        let exits = rec.exits;
+        self.update(&rec.id, |r| {
+            r.state = State {
+                status: "running".into(),
+                pid: 0,
+                exit_code: 0,
+                started_at: now(),
+                finished_at: ZERO_TIME.into(),
+                oom_killed: false,
+                error: String::new(),
+            };
+        })?;
         self.emit_container_id(&rec.id, "start", &[]);
         let started = self
             .sup
@@ -465,24 +492,24 @@ impl Engine {
                 exec_id: String::new(),
             })
             .await;
-        let pid = match started {
-            Ok(r) => r.into_inner().pid,
+        match started {
+            Ok(r) => {
+                let pid = r.into_inner().pid;
+                let _ = self.update(&rec.id, |r| {
+                    if r.exits == exits && r.running() {
+                        r.state.pid = pid;
+                    }
+                });
+            }
             Err(e) => {
+                let _ = self.update(&rec.id, |r| {
+                    r.state.status = "created".into();
+                    r.state.error = e.message().to_string();
+                });
                 self.cleanup_task(&rec.id).await;
                 return Err(e.into());
             }
-        };
-        self.update(&rec.id, |r| {
-            r.state = State {
-                status: "running".into(),
-                pid,
-                exit_code: 0,
-                started_at: now(),
-                finished_at: ZERO_TIME.into(),
-                oom_killed: false,
-                error: String::new(),
-            };
-        })?;
+        }
         Ok(true)
     }
 

@@ -440,9 +440,6 @@ fn inspect_prints_indented_json_and_templates() {
 #[test]
 #[ignore = "needs root: runs containers under berthd"]
 fn images_tag_save_load_history_and_rmi() {
-    if berth_tests::cli::known_berthd_gap("image tag/save/load/history output") {
-        return;
-    }
     skip_unless_root!();
     let Some(env) = CliEnv::start() else { return };
     let images = env.ok(&["images"]);
@@ -570,9 +567,6 @@ fn version_and_info_show_client_and_server() {
 #[test]
 #[ignore = "needs root: runs containers under berthd"]
 fn run_it_gives_a_terminal_with_size_exit_code_and_detach_keys() {
-    if berth_tests::cli::known_berthd_gap("run -it with a terminal") {
-        return;
-    }
     skip_unless_root!();
     let Some(env) = CliEnv::start() else { return };
     let berth = berth_tests::bins::require_workspace_binary("berth");
@@ -618,9 +612,6 @@ fn run_it_gives_a_terminal_with_size_exit_code_and_detach_keys() {
 #[test]
 #[ignore = "needs root: runs containers under berthd"]
 fn attached_run_forwards_signals_to_the_container() {
-    if berth_tests::cli::known_berthd_gap("signal proxy through kill while attached") {
-        return;
-    }
     skip_unless_root!();
     let Some(env) = CliEnv::start() else { return };
     let mut running = env
@@ -742,9 +733,6 @@ fn docker_cli() -> Option<std::path::PathBuf> {
 #[test]
 #[ignore = "needs root: runs containers under berthd"]
 fn output_matches_the_docker_cli() {
-    if berth_tests::cli::known_berthd_gap("byte-identical output with the docker CLI") {
-        return;
-    }
     skip_unless_root!();
     let Some(docker) = docker_cli() else {
         eprintln!("skipping: no docker CLI on this machine");
