@@ -551,9 +551,16 @@ impl Engine {
         }) else {
             return;
         };
+        // attach_ended notifies: no polling delay on the `run --rm` path.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        while self.attach_count(id) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut changes = self.subscribe();
+        while self.attach_count(id) > 0 {
+            if !matches!(
+                tokio::time::timeout_at(deadline, changes.changed()).await,
+                Ok(Ok(()))
+            ) {
+                break;
+            }
         }
         self.cleanup_task(id).await;
         if rec.auto_remove() {
