@@ -546,7 +546,7 @@ async fn container_list(State(e): S, Query(q): Q) -> ApiResult<Response> {
             continue;
         }
         let keep = f.iter().all(|(k, vals)| {
-            vals.iter().any(|v| match k.as_str() {
+            let matches = |v: &String| match k.as_str() {
                 "status" => r.state.status == *v,
                 "id" => r.id.starts_with(v.as_str()),
                 "name" => r
@@ -567,7 +567,13 @@ async fn container_list(State(e): S, Query(q): Q) -> ApiResult<Response> {
                 }
                 "exited" => r.state.status == "exited" && r.state.exit_code.to_string() == *v,
                 _ => true,
-            })
+            };
+            // As dockerd: every label filter must match; other keys match any of their values.
+            if k == "label" {
+                vals.iter().all(matches)
+            } else {
+                vals.iter().any(matches)
+            }
         });
         if keep {
             out.push(container_summary(&r));
@@ -1215,6 +1221,14 @@ async fn pump(
                                 })
                                 .await;
                         } else {
+                            // What was read before EOF goes out before the attach ends
+                            // (ending it drops the request stream with what is queued).
+                            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                            while tx.capacity() < tx.max_capacity()
+                                && tokio::time::Instant::now() < deadline
+                            {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
                             let _ = end_tx.send(());
                             return;
                         }

@@ -29,6 +29,8 @@ pub struct CliEnv {
     berth: PathBuf,
     dir: tempfile::TempDir,
     daemon: Option<Daemon>,
+    /// How berthd was started (program, args, env), to start it again on the same dirs.
+    respawn: Option<Respawn>,
     label: String,
     /// Global flags put before every command (the TLS flags).
     global: Vec<String>,
@@ -72,6 +74,7 @@ impl CliEnv {
             .tempdir()
             .context("temp dir")?;
         let mut global = Vec::new();
+        let mut respawn = None;
         let (host, daemon) = match std::env::var("BERTH_CLI_TEST_HOST") {
             Ok(h) if !h.is_empty() => {
                 if tls {
@@ -124,6 +127,7 @@ impl CliEnv {
                     let path = std::env::var("PATH").unwrap_or_default();
                     cmd.env("PATH", format!("{}:{path}", bin_dir.display()));
                 }
+                respawn = Some(Respawn::of(&cmd));
                 let mut d = Daemon::spawn("berthd", cmd, dir.path().join("berthd.log"))?;
                 d.wait_for_unix_socket(&sock, Duration::from_secs(30))?;
                 match tcp {
@@ -140,6 +144,7 @@ impl CliEnv {
             berth,
             dir,
             daemon,
+            respawn,
             global,
             label: format!("berth-cli-test={}", crate::unique_id("env")),
         };
@@ -194,6 +199,57 @@ impl CliEnv {
         self.dir.path()
     }
 
+    /// The unix socket of the daemon, when it is reached over one.
+    pub fn socket(&self) -> Option<PathBuf> {
+        self.host.strip_prefix("unix://").map(PathBuf::from)
+    }
+
+    /// The real `docker` CLI pointed at this daemon (`DOCKER_HOST`, a private `DOCKER_CONFIG`).
+    /// Panics when the machine has no docker CLI: check [`docker_cli`] first.
+    pub fn docker<I, S>(&self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let docker = docker_cli().expect("no docker CLI on this machine (check docker_cli())");
+        Cmd::new(docker)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env("DOCKER_CLI_HINTS", "false")
+            .args(args)
+    }
+
+    /// berthd's pid (`None` for an external daemon).
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().and_then(Daemon::pid)
+    }
+
+    /// `kill -9` of berthd (its supervisor, shims and containers keep running).
+    pub fn kill_daemon(&mut self) -> Result<()> {
+        let d = self.daemon.take().context("no daemon of our own to kill")?;
+        d.signal(nix::sys::signal::Signal::SIGKILL)?;
+        // Reaps it (already dead, so no SIGTERM grace is spent).
+        let _ = d.stop(Duration::ZERO);
+        Ok(())
+    }
+
+    /// Starts berthd again with the same flags and dirs, after [`CliEnv::kill_daemon`], and
+    /// waits until it serves `/_ping`.
+    pub fn restart_daemon(&mut self) -> Result<()> {
+        anyhow::ensure!(self.daemon.is_none(), "berthd is still running");
+        let r = self
+            .respawn
+            .as_ref()
+            .context("no daemon of our own to restart")?;
+        let sock = self.socket().context("berthd listens on a unix socket")?;
+        let mut d = Daemon::spawn("berthd", r.command(), self.dir.path().join("berthd.log"))?;
+        d.wait_ready("GET /_ping", Duration::from_secs(30), || {
+            ping(&sock).unwrap_or(false)
+        })?;
+        self.daemon = Some(d);
+        Ok(())
+    }
+
     /// The daemon's log so far (empty for an external daemon).
     pub fn daemon_logs(&self) -> String {
         self.daemon.as_ref().map(Daemon::logs).unwrap_or_default()
@@ -202,6 +258,10 @@ impl CliEnv {
 
 impl Drop for CliEnv {
     fn drop(&mut self) {
+        if self.respawn.is_some() {
+            self.stop_own_stack();
+            return;
+        }
         // Containers a test left behind (they are named with unique ids) go with the daemon;
         // against an external daemon, remove what carries this environment's label.
         if self.daemon.is_none() {
@@ -219,6 +279,110 @@ impl Drop for CliEnv {
     }
 }
 
+impl CliEnv {
+    /// Tears down what our own berthd started: its containers (`rm -f`), berthd, then the
+    /// supervisor and shims it left running (found by their command lines naming our temp
+    /// dir, killed by pid), and any mount left under the dir.
+    fn stop_own_stack(&mut self) {
+        if self.daemon.is_some() {
+            let ids = self
+                .berth(["ps", "-aq"])
+                .output()
+                .map(|o| o.stdout)
+                .unwrap_or_default();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let _ = self.berth(["rm", "-f"]).args(ids).output();
+            }
+        }
+        if let Some(d) = self.daemon.take() {
+            let _ = d.stop(Duration::from_secs(5));
+        }
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        for pid in pids_with_arg_under(&dir) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut under: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .collect();
+        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in under {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Pids of processes with a command-line argument under `dir` (our supervisor and shims).
+fn pids_with_arg_under(dir: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .split(|&b| b == 0)
+                .any(|a| a.starts_with(dir.as_bytes()))
+        })
+        .collect()
+}
+
+/// How a daemon was started, so it can be started again the same way.
+#[derive(Debug)]
+struct Respawn {
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
+    envs: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)>,
+}
+
+impl Respawn {
+    fn of(cmd: &Command) -> Respawn {
+        Respawn {
+            program: cmd.get_program().to_owned(),
+            args: cmd.get_args().map(ToOwned::to_owned).collect(),
+            envs: cmd
+                .get_envs()
+                .map(|(k, v)| (k.to_owned(), v.map(ToOwned::to_owned)))
+                .collect(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args);
+        for (k, v) in &self.envs {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c
+    }
+}
+
+/// Whether the daemon on `sock` answers `GET /_ping` with 200.
+fn ping(sock: &Path) -> Result<bool> {
+    let r = crate::http::request(sock, "GET", "/_ping", None)?;
+    Ok(r.status == 200)
+}
+
+/// The real docker CLI, when this machine has one (`$PATH`, `/usr/local/bin`, `/usr/bin`).
+pub fn docker_cli() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(["/usr/local/bin".into(), "/usr/bin".into()])
+        .map(|d| d.join("docker"))
+        .find(|p| p.is_file())
+}
+
 /// Whether a failed `berth` run says the daemon lacks the endpoint (404 without a message,
 /// "page not found", "not implemented"): tests of commands beyond the core set skip then, so
 /// the suite follows berthd as it grows instead of failing on what it does not serve yet.
@@ -230,19 +394,6 @@ pub fn unsupported(out: &Output) -> bool {
             || err.contains("not implemented")
             || err.contains("not available")
             || err.contains("Not Implemented"))
-}
-
-/// Tests of behaviour the first berthd (commit 63aa410) does not have yet pass vacuously
-/// against it, with a note; they run against an external daemon (`$BERTH_CLI_TEST_HOST`, where
-/// they pass on dockerd) or with `BERTH_CLI_KNOWN_GAPS=run`.
-pub fn known_berthd_gap(what: &str) -> bool {
-    let external = std::env::var("BERTH_CLI_TEST_HOST").is_ok_and(|h| !h.is_empty());
-    let forced = std::env::var("BERTH_CLI_KNOWN_GAPS").is_ok_and(|v| v == "run");
-    if external || forced {
-        return false;
-    }
-    eprintln!("skipping against berthd (known gap: {what}); BERTH_CLI_KNOWN_GAPS=run runs it");
-    true
 }
 
 /// `--tlsverify` and the CA and client certificate flags for the files in `dir`.

@@ -48,6 +48,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod console;
 pub mod daemon;
+pub mod http;
 pub mod ids;
 pub mod process;
 pub mod registry;
