@@ -386,3 +386,153 @@ fn registry_endpoints_answer_with_dockers_statuses_and_prune_frees_the_disk() {
     let layers_left = std::fs::read_dir(data.join("layers")).unwrap().count();
     assert_eq!(layers_left, 0, "prune -a left layers behind");
 }
+
+/// A berthd of its own (CliEnv starts one without a config file), driven with `berth`.
+struct OwnDaemon {
+    dir: tempfile::TempDir,
+    _daemon: berth_tests::daemon::Daemon,
+}
+
+impl OwnDaemon {
+    fn start(config: &serde_json::Value, flags: &[&str]) -> OwnDaemon {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-regcfg-")
+            .tempdir()
+            .expect("temp dir");
+        let cfg = dir.path().join("daemon.json");
+        std::fs::write(&cfg, config.to_string()).expect("write daemon.json");
+        let berthd = berth_tests::bins::require_workspace_binary("berthd");
+        let sock = dir.path().join("berth.sock");
+        let mut cmd = std::process::Command::new(&berthd);
+        cmd.arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--config-file")
+            .arg(&cfg)
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(flags);
+        if let Some(bin) = berthd.parent() {
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("{}:{path}", bin.display()));
+        }
+        let mut daemon =
+            berth_tests::daemon::Daemon::spawn("berthd", cmd, dir.path().join("berthd.log"))
+                .expect("start berthd");
+        daemon
+            .wait_for_unix_socket(&sock, std::time::Duration::from_secs(30))
+            .expect("berthd serves");
+        OwnDaemon {
+            dir,
+            _daemon: daemon,
+        }
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        Cmd::new(berth_tests::bins::require_workspace_binary("berth"))
+            .env(
+                "BERTH_HOST",
+                format!("unix://{}", self.dir.path().join("berth.sock").display()),
+            )
+            .args(args)
+            .output()
+            .expect("run berth")
+    }
+}
+
+impl Drop for OwnDaemon {
+    fn drop(&mut self) {
+        // berthd's supervisor is detached on purpose; this test started it, so stop it.
+        let root = self.dir.path().display().to_string();
+        let pid = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("berth-supervisor") && c.contains(&root)
+                })
+            });
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root: runs berthd"]
+fn per_registry_mirrors_and_registry_flags_from_the_config_serve_pulls() {
+    skip_unless_root!();
+    if !have_registry() {
+        return;
+    }
+    let mirror = Registry::start().unwrap();
+    let upstream = Registry::start().unwrap();
+    let d = OwnDaemon::start(
+        &serde_json::json!({
+            "mirrors": {upstream.host(): [format!("http://{}", mirror.host())]},
+            "max-concurrent-downloads": 2,
+        }),
+        &[
+            "--insecure-registry",
+            "10.9.0.0/16",
+            "--registry-mirror",
+            "https://hub.example.com",
+        ],
+    );
+    let info = d.berth(&["info", "--format", "{{json .RegistryConfig}}"]);
+    assert_eq!(info.code(), 0, "{info}");
+    let rc: serde_json::Value = serde_json::from_str(info.stdout.trim()).unwrap();
+    assert!(
+        rc["InsecureRegistryCIDRs"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("10.9.0.0/16")),
+        "{rc}"
+    );
+    assert_eq!(
+        rc["Mirrors"],
+        serde_json::json!(["https://hub.example.com/"]),
+        "{rc}"
+    );
+    assert_eq!(
+        rc["IndexConfigs"][upstream.host()]["Mirrors"],
+        serde_json::json!([format!("http://{}", mirror.host())]),
+        "{rc}"
+    );
+
+    // The image exists only on the mirror, under the path the upstream reference names.
+    let archive = d.dir.path().join("bb.tar");
+    let on_mirror = format!("{}/lib/bb:v1", mirror.host());
+    std::fs::write(
+        &archive,
+        berth_tests::cli::docker_archive(
+            &berth_tests::cli::busybox_tar_layer().unwrap(),
+            &on_mirror,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let out = d.berth(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(out.code(), 0, "{out}");
+    let out = d.berth(&["push", &on_mirror]);
+    assert_eq!(out.code(), 0, "{out}");
+    let out = d.berth(&["rmi", &on_mirror]);
+    assert_eq!(out.code(), 0, "{out}");
+
+    let from_upstream = format!("{}/lib/bb:v1", upstream.host());
+    let out = d.berth(&["pull", &from_upstream]);
+    assert_eq!(out.code(), 0, "pulled through the mirror: {out}");
+    let out = d.berth(&["image", "inspect", "-f", "{{.RepoTags}}", &from_upstream]);
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(out.stdout.contains(&from_upstream), "{out}");
+    // Not on the mirror: falls through to the upstream, which has nothing either.
+    let out = d.berth(&["pull", &format!("{}/lib/other:v1", upstream.host())]);
+    assert_eq!(out.code(), 1, "{out}");
+}
