@@ -154,10 +154,12 @@ fn measure(
     kinds: &[String; 2],
     images: &[Vec<Image>; 2],
 ) -> Result<()> {
-    let mut rows = Vec::new();
-    for (kind, label) in kinds.iter().enumerate() {
-        let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
-        for (round, img) in images[kind].iter().enumerate() {
+    // Round by round, both images, so each kind sees the same phases of the machine's load
+    // (writeback of the previous pulls included).
+    let mut times: [[Vec<Duration>; 2]; 2] = Default::default();
+    for (round, pair) in images[0].iter().zip(&images[1]).enumerate() {
+        for (kind, label) in kinds.iter().enumerate() {
+            let img = if kind == 0 { pair.0 } else { pair.1 };
             for k in 0..2 {
                 let e = (round + k) % 2;
                 let t = engines[e]
@@ -168,12 +170,19 @@ fn measure(
                     engines[e].name,
                     t.as_secs_f64()
                 );
-                times[e].push(t);
+                times[kind][e].push(t);
             }
         }
-        let bytes = images[kind].iter().map(|i| i.bytes).sum::<u64>() / args.runs.max(1) as u64;
-        rows.push((label.clone(), bytes, times));
     }
+    let rows: Vec<(String, u64, [Vec<Duration>; 2])> = kinds
+        .iter()
+        .zip(times)
+        .enumerate()
+        .map(|(kind, (label, t))| {
+            let bytes = images[kind].iter().map(|i| i.bytes).sum::<u64>() / args.runs.max(1) as u64;
+            (label.clone(), bytes, t)
+        })
+        .collect();
 
     println!(
         "{:<22} {:<7} {:>5} {:>10} {:>10} {:>12}",
