@@ -104,7 +104,18 @@ pub(crate) struct Store {
 }
 
 fn not_found(reference: &str) -> Error {
-    Error::NotFound(format!("No such image: {reference}"))
+    // As dockerd: a name is shown as a reference with its tag (`busybox:latest`), an id as given.
+    let shown = match Reference::parse(reference) {
+        Ok(r) if !reference.starts_with("sha256:") => {
+            let mut s = r.familiar_string();
+            if r.tag.is_none() && r.digest.is_none() {
+                s.push_str(":latest");
+            }
+            s
+        }
+        _ => reference.to_string(),
+    };
+    Error::NotFound(format!("No such image: {shown}"))
 }
 
 fn bad_ref(e: berth_registry::Error) -> Error {
