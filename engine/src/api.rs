@@ -1382,6 +1382,23 @@ async fn container_attach(
             if let Err(err) = pump(&e, &id, "", tty, streams, replay, mode, &sink, stdin).await {
                 tracing::debug!(container = %id, error = %err, "attach ended");
             }
+        } else if logs {
+            // logs=1 without stream: what the container wrote so far, from its log, as dockerd.
+            let f = logs::Filter {
+                stdout: streams.1,
+                stderr: streams.2,
+                ..Default::default()
+            };
+            let path = rec.log_path.clone();
+            let f2 = f.clone();
+            let (entries, _) = tokio::task::spawn_blocking(move || logs::read_all(&path, &f2))
+                .await
+                .unwrap_or_default();
+            for en in &entries {
+                if sink.send(f.render(en, tty)).await.is_err() {
+                    break;
+                }
+            }
         }
         e.attach_ended(&id);
     }))

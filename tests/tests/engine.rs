@@ -473,6 +473,14 @@ fn kill_9_of_berthd_keeps_running_containers_logs_and_state() {
         None,
     );
     assert_eq!(demux_stdout(&r.body), "finished\n");
+    // attach with logs=1 and no stream replays the log and ends, as dockerd.
+    let r = call(
+        &sock,
+        "POST",
+        &format!("/v1.45/containers/{exited}/attach?logs=1&stdout=1&stderr=1&stream=0"),
+        None,
+    );
+    assert_eq!(demux_stdout(&r.body), "finished\n");
 
     // The adopted sleeper is still controlled: kill, wait, remove.
     let r = call(

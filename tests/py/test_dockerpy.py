@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""docker-py against berthd: the acceptance cases of issue 4 through the Python SDK.
+
+Run by tests/tests/dockerpy.rs with DOCKER_HOST pointed at a berthd in a temp dir and
+BERTH_TEST_IMAGE (a busybox-static image loaded there), BERTH_TEST_PREFIX (unique names),
+BERTH_TEST_DIR (scratch space). Every check asserts real values; any failure makes the
+script exit 1 after running the rest, with a traceback per failed check.
+"""
+
+import os
+import socket
+import sys
+import time
+import traceback
+
+import docker
+import docker.errors
+
+IMAGE = os.environ["BERTH_TEST_IMAGE"]
+PREFIX = os.environ["BERTH_TEST_PREFIX"]
+WORK = os.environ["BERTH_TEST_DIR"]
+LABELS = {"berth-dockerpy": PREFIX}
+
+client = docker.from_env(version="auto", timeout=60)
+failures = []
+
+
+def check(fn):
+    """Runs one named check, recording a failure instead of stopping the script."""
+    started = time.monotonic()
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - every failure is reported
+        failures.append(fn.__name__)
+        print(f"FAIL {fn.__name__}", flush=True)
+        traceback.print_exc()
+        return
+    print(f"ok   {fn.__name__} ({time.monotonic() - started:.1f}s)", flush=True)
+
+
+def eq(got, want, what=""):
+    if got != want:
+        raise AssertionError(f"{what}: got {got!r}, want {want!r}")
+
+
+def wait_for(what, cond, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def name(suffix):
+    return f"{PREFIX}-{suffix}"
+
+
+def run_detached(suffix, command, **kw):
+    return client.containers.run(
+        IMAGE, command, detach=True, name=name(suffix), labels=LABELS, **kw
+    )
+
+
+def system_version_ping_info():
+    assert client.ping() is True
+    eq(client.api.api_version, "1.45", "negotiated API version")
+    v = client.version()
+    eq(v["ApiVersion"], "1.45", "ApiVersion")
+    eq(v["MinAPIVersion"], "1.24", "MinAPIVersion")
+    eq(v["Os"], "linux", "Os")
+    assert v["Version"], v
+    info = client.info()
+    for key in ("Containers", "ContainersRunning", "Images", "NCPU", "MemTotal"):
+        assert isinstance(info[key], int), (key, info[key])
+    assert info["Images"] >= 1, info["Images"]
+    assert info["ServerVersion"] == v["Version"], (info["ServerVersion"], v["Version"])
+
+
+def run_attached_returns_output_and_raises_on_failure():
+    out = client.containers.run(
+        IMAGE, ["sh", "-c", "echo hello; echo to-stderr >&2"], remove=True, labels=LABELS
+    )
+    eq(out, b"hello\n", "stdout of run")
+    try:
+        client.containers.run(
+            IMAGE, ["sh", "-c", "echo bad >&2; exit 3"], name=name("fails"), labels=LABELS
+        )
+        raise AssertionError("ContainerError not raised")
+    except docker.errors.ContainerError as e:
+        eq(e.exit_status, 3, "exit status")
+        assert b"bad" in e.stderr, e.stderr
+    c = client.containers.get(name("fails"))
+    eq(c.status, "exited", "status")
+    eq(c.attrs["State"]["ExitCode"], 3, "ExitCode")
+    c.remove()
+
+
+def run_detached_logs_follow_and_wait():
+    c = run_detached(
+        "follow",
+        ["sh", "-c", "for i in 1 2 3 4; do echo line$i; sleep 0.2; done; exit 4"],
+    )
+    got = b"".join(c.logs(stream=True, follow=True))
+    eq(got, b"line1\nline2\nline3\nline4\n", "followed logs")
+    eq(c.wait(timeout=20), {"StatusCode": 4, "Error": None}, "wait")
+    c.reload()
+    eq(c.status, "exited", "status")
+    eq(c.attrs["State"]["ExitCode"], 4, "ExitCode")
+    eq(c.logs(tail=1), b"line4\n", "logs tail=1")
+    eq(c.logs(stdout=False), b"", "stderr only")
+    c.remove()
+
+
+def exec_run_gives_exit_codes_and_output():
+    c = run_detached("exec", ["sleep", "300"])
+    r = c.exec_run(["sh", "-c", "echo out; exit 5"])
+    eq((r.exit_code, r.output), (5, b"out\n"), "exec_run")
+    r = c.exec_run(
+        ["sh", "-c", "echo $A $(pwd) $(id -u)"],
+        environment={"A": "b"},
+        workdir="/tmp",
+        user="1000",
+    )
+    eq((r.exit_code, r.output), (0, b"b /tmp 1000\n"), "exec_run env/workdir/user")
+    r = c.exec_run(["sh", "-c", "echo o; echo e >&2; exit 1"], demux=True)
+    eq(r.exit_code, 1, "demux exit")
+    eq(r.output, (b"o\n", b"e\n"), "demux output")
+    r = c.exec_run(["nosuch-binary"])
+    assert r.exit_code in (126, 127), r
+    eid = client.api.exec_create(c.id, ["sh", "-c", "exit 9"])["Id"]
+    client.api.exec_start(eid)
+    ins = client.api.exec_inspect(eid)
+    eq((ins["Running"], ins["ExitCode"]), (False, 9), "exec_inspect after start")
+    c.remove(force=True)
+
+
+def attach_socket_carries_stdin_and_output():
+    c = run_detached("attach", ["sh", "-c", "read l; echo got:$l; exit 2"], stdin_open=True)
+    s = client.api.attach_socket(
+        c.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+    )
+    raw = s._sock
+    raw.settimeout(15)
+    raw.sendall(b"hello\n")
+    data = b""
+    while b"got:hello" not in data:
+        try:
+            chunk = raw.recv(4096)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert b"got:hello\n" in data, data
+    # Multiplexed framing: stream 1, three zero bytes, big-endian length.
+    eq(data[:4], b"\x01\x00\x00\x00", "frame header")
+    eq(c.wait(timeout=20)["StatusCode"], 2, "exit code after attach")
+    eq(c.logs(), b"got:hello\n", "logs after attach")
+    c.remove()
+
+
+def stop_kill_restart_deliver_signals():
+    c = run_detached(
+        "signals",
+        [
+            "sh",
+            "-c",
+            "trap 'echo got-usr1' USR1; trap 'echo got-term; exit 7' TERM; echo ready; "
+            "while :; do sleep 0.1; done",
+        ],
+    )
+    wait_for("ready", lambda: b"ready" in c.logs())
+    c.kill(signal="SIGUSR1")
+    wait_for("got-usr1", lambda: b"got-usr1" in c.logs())
+    c.reload()
+    eq(c.status, "running", "status after USR1")
+    started = time.monotonic()
+    c.stop(timeout=10)
+    assert time.monotonic() - started < 8, "stop waited for the timeout"
+    c.reload()
+    eq((c.status, c.attrs["State"]["ExitCode"]), ("exited", 7), "after stop")
+    eq(c.logs(), b"ready\ngot-usr1\ngot-term\n", "logs")
+
+    k = run_detached("kill", ["sleep", "300"])
+    k.kill()
+    eq(k.wait(timeout=20)["StatusCode"], 137, "killed")
+
+    r = run_detached("restart", ["sh", "-c", "trap 'exit 0' TERM; echo start; while :; do sleep 0.1; done"])
+    wait_for("start", lambda: b"start" in r.logs())
+    r.reload()
+    pid = r.attrs["State"]["Pid"]
+    r.restart(timeout=10)
+    r.reload()
+    eq(r.status, "running", "after restart")
+    assert r.attrs["State"]["Pid"] not in (0, pid), (pid, r.attrs["State"]["Pid"])
+    wait_for("second start", lambda: r.logs() == b"start\nstart\n")
+    for x in (c, k, r):
+        x.remove(force=True)
+
+
+def pause_unpause_stats_top_rename():
+    c = run_detached("pause", ["sleep", "300"], mem_limit="64m")
+    c.pause()
+    c.reload()
+    eq((c.status, c.attrs["State"]["Paused"]), ("paused", True), "paused")
+    c.unpause()
+    c.reload()
+    eq((c.status, c.attrs["State"]["Paused"]), ("running", False), "unpaused")
+    eq(c.attrs["HostConfig"]["Memory"], 64 * 1024 * 1024, "HostConfig.Memory")
+
+    s = c.stats(stream=False)
+    eq(s["name"], "/" + name("pause"), "stats name")
+    eq(s["id"], c.id, "stats id")
+    assert s["memory_stats"]["usage"] > 0, s["memory_stats"]
+    eq(s["memory_stats"]["limit"], 64 * 1024 * 1024, "memory limit")
+    assert s["cpu_stats"]["cpu_usage"]["total_usage"] > 0, s["cpu_stats"]
+    assert s["pids_stats"]["current"] >= 1, s["pids_stats"]
+    assert s["read"], s
+
+    top = c.top()
+    assert "PID" in top["Titles"], top
+    assert any("sleep 300" in " ".join(p) for p in top["Processes"]), top
+
+    c.rename(name("renamed"))
+    c.reload()
+    eq(c.name, name("renamed"), "renamed")
+    listed = client.containers.list(filters={"label": f"berth-dockerpy={PREFIX}", "status": "running"})
+    assert c.id in [x.id for x in listed], listed
+    c.remove(force=True)
+
+
+def images_list_get_tag_save_load():
+    img = client.images.get(IMAGE)
+    assert img.id.startswith("sha256:"), img.id
+    assert IMAGE in img.tags, img.tags
+    assert any(i.id == img.id for i in client.images.list()), "image not listed"
+    eq([i.id for i in client.images.list(name=IMAGE)], [img.id], "list by name")
+    repo = f"berth-dockerpy/{PREFIX}"
+    assert img.tag(repo, "v1") is True
+    tagged = f"{repo}:v1"
+    path = os.path.join(WORK, "saved.tar")
+    with open(path, "wb") as f:
+        for chunk in client.images.get(tagged).save(named=tagged):
+            f.write(chunk)
+    assert os.path.getsize(path) > 500_000, os.path.getsize(path)
+    client.images.remove(tagged)
+    try:
+        client.images.get(tagged)
+        raise AssertionError("removed tag still there")
+    except docker.errors.ImageNotFound as e:
+        eq(e.status_code, 404, "status")
+    with open(path, "rb") as f:
+        loaded = client.images.load(f.read())
+    eq([i.id for i in loaded], [img.id], "loaded ids")
+    assert tagged in client.images.get(tagged).tags
+    h = img.history()
+    assert h and "Created" in h[0], h
+
+
+def errors_are_typed_with_status_codes():
+    try:
+        client.containers.get("berth-nope")
+        raise AssertionError("NotFound not raised")
+    except docker.errors.NotFound as e:
+        eq(e.status_code, 404, "status")
+        assert "No such container: berth-nope" in str(e.explanation), e.explanation
+    c = client.containers.create(IMAGE, ["true"], name=name("taken"), labels=LABELS)
+    try:
+        client.containers.create(IMAGE, ["true"], name=name("taken"), labels=LABELS)
+        raise AssertionError("conflict not raised")
+    except docker.errors.APIError as e:
+        eq(e.status_code, 409, "status")
+        assert "is already in use by container" in str(e.explanation), e.explanation
+        assert c.id in str(e.explanation), e.explanation
+    try:
+        client.containers.create("berth-nope/img:1", ["true"])
+        raise AssertionError("ImageNotFound not raised")
+    except docker.errors.ImageNotFound as e:
+        eq(e.status_code, 404, "status")
+    try:
+        c.exec_run(["true"])
+        raise AssertionError("exec into a stopped container did not fail")
+    except docker.errors.APIError as e:
+        eq(e.status_code, 409, "status")
+    try:
+        client.api.kill(c.id, signal="NOPE")
+        raise AssertionError("bad signal accepted")
+    except docker.errors.APIError as e:
+        eq(e.status_code, 400, "status")
+    c.start()
+    eq(c.wait(timeout=20)["StatusCode"], 0, "wait")
+    c.remove()
+    try:
+        c.reload()
+        raise AssertionError("removed container still inspectable")
+    except docker.errors.NotFound:
+        pass
+
+
+for fn in (
+    system_version_ping_info,
+    run_attached_returns_output_and_raises_on_failure,
+    run_detached_logs_follow_and_wait,
+    exec_run_gives_exit_codes_and_output,
+    attach_socket_carries_stdin_and_output,
+    stop_kill_restart_deliver_signals,
+    pause_unpause_stats_top_rename,
+    images_list_get_tag_save_load,
+    errors_are_typed_with_status_codes,
+):
+    check(fn)
+
+left = client.containers.list(all=True, filters={"label": f"berth-dockerpy={PREFIX}"})
+for c in left:
+    c.remove(force=True)
+
+if failures:
+    print(f"{len(failures)} docker-py check(s) failed: {', '.join(failures)}", flush=True)
+    sys.exit(1)
+print("all docker-py checks passed", flush=True)
