@@ -536,3 +536,77 @@ fn per_registry_mirrors_and_registry_flags_from_the_config_serve_pulls() {
     let out = d.berth(&["pull", &format!("{}/lib/other:v1", upstream.host())]);
     assert_eq!(out.code(), 1, "{out}");
 }
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn images_pushed_by_skopeo_as_oci_gzip_and_zstd_pull_and_run() {
+    skip_unless_root!();
+    if !have_registry() {
+        return;
+    }
+    if !Path::new("/usr/bin/skopeo").is_file() {
+        eprintln!("skipping: no skopeo on this machine");
+        return;
+    }
+    let Some(env) = CliEnv::start() else { return };
+    let registry = Registry::start().unwrap();
+    for (format, compression, media) in [
+        ("oci", "gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
+        ("oci", "zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+        (
+            "v2s2",
+            "gzip",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        ),
+    ] {
+        let reference = format!(
+            "{}/skopeo/{}-{format}-{compression}:v1",
+            registry.host(),
+            unique_id("img").to_lowercase()
+        );
+        // Layers of their own for each push: skopeo reuses a blob it pushed before in another
+        // compression when the registry has it, which would defeat the point.
+        let base = tempfile::tempdir().unwrap();
+        berth_tests::rootfs::populate(base.path()).unwrap();
+        std::fs::write(base.path().join("etc/image-name"), &reference).unwrap();
+        let base = berth_tests::tarball::Layer::from_dir(base.path(), false).unwrap();
+        let flavour = format!("from skopeo as {format} {compression}\n");
+        let extra = layer_from_entries(&[
+            Entry::Dir("etc", 0o755),
+            Entry::File("etc/flavour", flavour.as_bytes(), 0o644, 0),
+        ])
+        .unwrap();
+        let archive = env.dir().join("skopeo-src.tar");
+        std::fs::write(
+            &archive,
+            docker_archive_layers(&[base, extra], "skopeo/src:v1").unwrap(),
+        )
+        .unwrap();
+        let out = Cmd::new("skopeo")
+            .args([
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                "--format",
+                format,
+            ])
+            .args(["--dest-compress-format", compression])
+            .arg(format!("docker-archive:{}", archive.display()))
+            .arg(format!("docker://{reference}"))
+            .output()
+            .unwrap();
+        assert!(out.success(), "skopeo copy: {out}");
+        let out = Cmd::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{reference}"))
+            .output()
+            .unwrap();
+        assert!(out.stdout.contains(media), "{media} expected: {out}");
+        let out = env.run(&["pull", &reference]);
+        assert_eq!(out.code(), 0, "{format}/{compression}: {out}");
+        let out = env.run(&["run", "--rm", &reference, "cat", "/etc/flavour"]);
+        assert_eq!(out.code(), 0, "{format}/{compression}: {out}");
+        assert_eq!(out.stdout, flavour, "{format}/{compression}: {out}");
+        env.ok(&["rmi", &reference]);
+    }
+}
