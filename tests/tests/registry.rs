@@ -610,3 +610,171 @@ fn images_pushed_by_skopeo_as_oci_gzip_and_zstd_pull_and_run() {
         env.ok(&["rmi", &reference]);
     }
 }
+
+/// A TCP proxy in front of the registry that slows blob bodies down (so a pull can be caught
+/// mid-layer), can cut every connection at once, and records what clients sent (to see the
+/// Range request of a resumed download).
+struct Proxy {
+    addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Proxy {
+    fn start(upstream: std::net::SocketAddr, bytes_per_sec: usize) -> Proxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, r) = (cut.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: refused while cut
+                }
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let pairs = [
+                    (client.try_clone(), server.try_clone(), true),
+                    (server.try_clone(), client.try_clone(), false),
+                ];
+                for (from, to, upward) in pairs {
+                    let (Ok(mut from), Ok(mut to)) = (from, to) else {
+                        continue;
+                    };
+                    let (c, r) = (c.clone(), r.clone());
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 64 << 10];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if c.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            if upward {
+                                r.lock()
+                                    .expect("requests lock")
+                                    .extend_from_slice(&buf[..n]);
+                            } else {
+                                let pause = n as f64 / bytes_per_sec as f64;
+                                std::thread::sleep(std::time::Duration::from_secs_f64(pause));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy {
+            addr,
+            cut,
+            requests,
+        }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn requests(&self) -> String {
+        String::from_utf8_lossy(&self.requests.lock().expect("requests lock")).into_owned()
+    }
+}
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn a_pull_cut_mid_layer_resumes_with_a_range_request_and_runs() {
+    skip_unless_root!();
+    if !have_registry() {
+        return;
+    }
+    let Some(env) = CliEnv::start() else { return };
+    let registry = Registry::start().unwrap();
+    // 24 MiB that gzip cannot shrink, behind a busybox layer.
+    let noise: Vec<u8> = {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..(24usize << 20) / 8)
+            .flat_map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()
+            })
+            .collect()
+    };
+    let big = layer_from_entries(&[Entry::File("big.bin", &noise, 0o644, 0)]).unwrap();
+    let direct = format!(
+        "{}/resume/{}:v1",
+        registry.host(),
+        unique_id("r").to_lowercase()
+    );
+    let archive = env.dir().join("resume.tar");
+    std::fs::write(
+        &archive,
+        docker_archive_layers(
+            &[berth_tests::cli::busybox_tar_layer().unwrap(), big.clone()],
+            &direct,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    env.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let want = env.ok(&["run", "--rm", &direct, "md5sum", "/big.bin"]);
+    env.ok(&["push", &direct]);
+    env.ok(&["rmi", &direct]);
+    env.ok(&["image", "prune", "-a", "-f"]);
+
+    // 6 MiB/s: the 24 MiB layer takes about 4 s, time enough to cut it in the middle.
+    let proxy = Proxy::start(registry.addr(), 6 << 20);
+    let through_proxy = direct.replacen(&registry.host(), &proxy.addr.to_string(), 1);
+    let pull = env
+        .berth(["pull", &through_proxy])
+        .timeout(std::time::Duration::from_secs(120))
+        .spawn()
+        .unwrap();
+    let partial = env.dir().join("data/image/downloads").join(format!(
+        "{}.partial",
+        big.digest.trim_start_matches("sha256:")
+    ));
+    berth_tests::wait_until(
+        "8 MiB of the big layer downloaded",
+        std::time::Duration::from_secs(60),
+        || {
+            std::fs::metadata(&partial)
+                .ok()
+                .filter(|m| m.len() >= 8 << 20)
+                .map(|m| m.len())
+        },
+    )
+    .unwrap();
+    proxy.set_cut(true);
+    // The pull retries after 5 s (Docker's delay); let the proxy through again before that.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        std::fs::metadata(&partial).is_ok_and(|m| m.len() >= 8 << 20),
+        "the partial blob is kept while the pull waits to retry"
+    );
+    proxy.set_cut(false);
+    let out = pull.wait(std::time::Duration::from_secs(120)).unwrap();
+    assert_eq!(out.code(), 0, "{out}\n{}", env.daemon_logs());
+    assert!(out.stdout.contains("Retrying in"), "{out}");
+    let requests = proxy.requests();
+    assert!(
+        requests
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("range: bytes=") && !l.contains("=0-")),
+        "no Range request went to the registry:\n{requests}"
+    );
+    assert!(!partial.exists(), "the finished blob left its partial file");
+    let got = env.ok(&["run", "--rm", &through_proxy, "md5sum", "/big.bin"]);
+    assert_eq!(got, want, "the resumed layer differs");
+}
