@@ -279,19 +279,30 @@ pub fn layer_from_entries(entries: &[Entry]) -> Result<crate::tarball::Layer> {
 }
 
 /// A `docker save` archive of one image made of `layers` (bottom first, uncompressed tars),
-/// tagged `tag`, with `CMD ["sh"]`; one history entry per layer.
+/// tagged `tag`, with `CMD ["sh"]`; one history entry per layer; for the host's architecture.
 pub fn docker_archive_layers(layers: &[crate::tarball::Layer], tag: &str) -> Result<Vec<u8>> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    docker_archive_for(layers, tag, arch)
+}
+
+/// Like [`docker_archive_layers`], with the config's `architecture` set to `arch` (Go's
+/// names: `amd64`, `arm64`), for multi-platform images.
+pub fn docker_archive_for(
+    layers: &[crate::tarball::Layer],
+    tag: &str,
+    arch: &str,
+) -> Result<Vec<u8>> {
     use crate::tarball::sha256_digest;
     let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
     let history: Vec<serde_json::Value> = (0..layers.len())
         .map(|i| serde_json::json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("berth-tests layer {i}")}))
         .collect();
     let config = serde_json::json!({
-        "architecture": match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            other => other,
-        },
+        "architecture": arch,
         "os": "linux",
         "created": "2024-01-01T00:00:00Z",
         "config": {

@@ -778,3 +778,184 @@ fn a_pull_cut_mid_layer_resumes_with_a_range_request_and_runs() {
     let got = env.ok(&["run", "--rm", &through_proxy, "md5sum", "/big.bin"]);
     assert_eq!(got, want, "the resumed layer differs");
 }
+
+#[test]
+#[ignore = "needs root: runs berthd"]
+fn a_corrupted_blob_fails_the_pull_in_stream_and_stores_nothing() {
+    skip_unless_root!();
+    if !have_registry() {
+        return;
+    }
+    let Some(env) = CliEnv::start() else { return };
+    let registry = Registry::start().unwrap();
+    let layer = layer_from_entries(&[Entry::File("payload", &[0x5a; 300_000], 0o644, 0)]).unwrap();
+    let reference = format!(
+        "{}/corrupt/{}:v1",
+        registry.host(),
+        unique_id("c").to_lowercase()
+    );
+    let archive = env.dir().join("corrupt.tar");
+    std::fs::write(
+        &archive,
+        docker_archive_layers(
+            &[
+                berth_tests::cli::busybox_tar_layer().unwrap(),
+                layer.clone(),
+            ],
+            &reference,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    env.ok(&["load", "-i", archive.to_str().unwrap()]);
+    env.ok(&["push", &reference]);
+    env.ok(&["rmi", &reference]);
+    env.ok(&["image", "prune", "-a", "-f"]);
+    // Same length, other bytes: only the digest check can tell.
+    let data = registry.blob_data_path(&layer.digest);
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[100_000] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+
+    let (repo, tag) = reference.rsplit_once(':').unwrap();
+    let (code, body) = http(
+        &env,
+        "POST",
+        &format!(
+            "/images/create?fromImage={}&tag={tag}",
+            repo.replace('/', "%2F")
+        ),
+        &[],
+    );
+    // The stream had started (layers were announced), so the failure is its last line.
+    assert_eq!(code, 200, "{body}");
+    let last: serde_json::Value =
+        serde_json::from_str(body.lines().last().unwrap_or_default()).unwrap();
+    let msg = last["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("verification failed for digest") && msg.contains(&layer.digest),
+        "{body}"
+    );
+    assert_eq!(last["errorDetail"]["message"], last["error"], "{body}");
+    let out = env.run(&["image", "inspect", &reference]);
+    assert_eq!(out.code(), 1, "nothing may be registered: {out}");
+    let out = env.run(&["pull", &reference]);
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stderr.contains("verification failed"), "{out}");
+    let blob = env
+        .dir()
+        .join("data/image/blobs/sha256")
+        .join(layer.digest.trim_start_matches("sha256:"));
+    assert!(!blob.exists(), "the corrupted blob was kept");
+}
+
+#[test]
+#[ignore = "needs root: runs berthd"]
+fn a_multi_platform_index_pulls_the_requested_platform() {
+    skip_unless_root!();
+    if !have_registry() {
+        return;
+    }
+    let Some(env) = CliEnv::start() else { return };
+    let registry = Registry::start().unwrap();
+    let repo = format!(
+        "{}/multi/{}",
+        registry.host(),
+        unique_id("m").to_lowercase()
+    );
+    let mut entries = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let marker = layer_from_entries(&[Entry::File("arch", arch.as_bytes(), 0o644, 0)]).unwrap();
+        let reference = format!("{repo}:{arch}");
+        let archive = env.dir().join(format!("{arch}.tar"));
+        std::fs::write(
+            &archive,
+            berth_tests::registry::docker_archive_for(&[marker], &reference, arch).unwrap(),
+        )
+        .unwrap();
+        env.ok(&["load", "-i", archive.to_str().unwrap()]);
+        env.ok(&["push", &reference]);
+        env.ok(&["rmi", &reference]);
+        // The manifest as the registry has it: digest, size, media type.
+        let out = Cmd::new("curl")
+            .args(["-sS", "-D", "-", "-o", "/dev/null", "-H"])
+            .arg("Accept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
+            .arg(format!(
+                "http://{}/v2/{}/manifests/{arch}",
+                registry.host(),
+                repo.split_once('/').unwrap().1
+            ))
+            .output()
+            .unwrap();
+        let header = |name: &str| {
+            out.stdout
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                })
+                .unwrap_or_else(|| panic!("no {name} in {out}"))
+        };
+        entries.push(serde_json::json!({
+            "mediaType": header("Content-Type"),
+            "digest": header("Docker-Content-Digest"),
+            "size": header("Content-Length").parse::<u64>().unwrap(),
+            "platform": {"os": "linux", "architecture": arch},
+        }));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    })
+    .to_string();
+    let out = Cmd::new("curl")
+        .args(["-sS", "--fail-with-body", "-X", "PUT", "-H"])
+        .arg("Content-Type: application/vnd.oci.image.index.v1+json")
+        .args(["--data-binary", &index])
+        .arg(format!(
+            "http://{}/v2/{}/manifests/v1",
+            registry.host(),
+            repo.split_once('/').unwrap().1
+        ))
+        .output()
+        .unwrap();
+    assert!(out.success(), "put index: {out}");
+
+    let (code, body) = http(
+        &env,
+        "GET",
+        &format!(
+            "/distribution/{}/json",
+            format!("{repo}:v1").replace('/', "%2F")
+        ),
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    let d: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        d["Descriptor"]["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{d}"
+    );
+    let archs: Vec<&str> = d["Platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["architecture"].as_str())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"], "{d}");
+
+    let reference = format!("{repo}:v1");
+    for arch in ["arm64", "amd64"] {
+        let out = env.run(&["pull", "--platform", &format!("linux/{arch}"), &reference]);
+        assert_eq!(out.code(), 0, "{out}");
+        let got = env.ok(&["image", "inspect", "-f", "{{.Architecture}}", &reference]);
+        assert_eq!(got.trim(), arch, "--platform linux/{arch}");
+    }
+    let out = env.run(&["pull", "--platform", "linux/s390x", &reference]);
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(
+        out.stderr.contains("no matching manifest for linux/s390x"),
+        "{out}"
+    );
+}

@@ -624,20 +624,27 @@ pub struct PullArgs {
 
 /// Pulls an image, showing progress as docker does.
 pub async fn pull(client: &Client, image: &str, quiet: bool) -> Result<()> {
+    pull_platform(client, image, quiet, None).await
+}
+
+/// Pulls an image for `platform` (`os/arch[/variant]`; the daemon's own when `None`).
+pub async fn pull_platform(
+    client: &Client,
+    image: &str,
+    quiet: bool,
+    platform: Option<&str>,
+) -> Result<()> {
     let (repo, tag) = if image.contains('@') {
         let (r, d) = image.split_once('@').unwrap_or((image, ""));
         (r.to_string(), d.to_string())
     } else {
         split_ref(image)
     };
-    let resp = client
-        .request(
-            Method::POST,
-            &format!("/images/create?fromImage={}&tag={}", q(&repo), q(&tag)),
-            empty(),
-            None,
-        )
-        .await?;
+    let mut path = format!("/images/create?fromImage={}&tag={}", q(&repo), q(&tag));
+    if let Some(p) = platform.filter(|p| !p.is_empty()) {
+        path.push_str(&format!("&platform={}", q(p)));
+    }
+    let resp = client.request(Method::POST, &path, empty(), None).await?;
     if quiet {
         collect_messages(resp).await?;
     } else {
@@ -648,7 +655,7 @@ pub async fn pull(client: &Client, image: &str, quiet: bool) -> Result<()> {
 
 /// `berth pull`
 pub async fn pull_cmd(client: &Client, args: PullArgs) -> Result<i32> {
-    pull(client, &args.image, args.quiet).await?;
+    pull_platform(client, &args.image, args.quiet, args.platform.as_deref()).await?;
     // docker ends a pull with the fully qualified reference.
     println!("{}", full_reference(&args.image));
     Ok(0)
