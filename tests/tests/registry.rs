@@ -336,6 +336,23 @@ fn registry_endpoints_answer_with_dockers_statuses_and_prune_frees_the_disk() {
     );
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"digest\":\"sha256:"), "{body}");
+    let (code, body) = http(
+        &env,
+        "POST",
+        &format!(
+            "/images/create?fromImage={}&tag=nosuch",
+            reference.trim_end_matches(":v1").replace('/', "%2F")
+        ),
+        &[],
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body.contains(&format!(
+            "manifest for {}:nosuch not found",
+            reference.trim_end_matches(":v1")
+        )),
+        "{body}"
+    );
     env.ok(&["rmi", &reference]);
     let (code, body) = http(
         &env,
