@@ -236,6 +236,7 @@ pub struct Stdin {
     tx: mpsc::Sender<StdinMsg>,
     rx: Mutex<Option<mpsc::Receiver<StdinMsg>>>,
     fifo: Option<AbortHandle>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for StdinMsg {
@@ -277,6 +278,7 @@ impl Stdin {
             tx,
             rx: Mutex::new(Some(rx)),
             fifo: fifo_task,
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -322,8 +324,12 @@ impl Stdin {
         }
     }
 
-    /// Closes stdin: queued bytes are written, then the process reads EOF.
+    /// Closes stdin: queued bytes are written, then the process reads EOF. Only the first call
+    /// counts.
     pub fn close(&self) {
+        if self.closed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         if let Some(f) = &self.fifo {
             f.abort();
         }

@@ -301,9 +301,11 @@ impl Process {
         self.lock().stdin.as_ref().map(Stdin::writer)
     }
 
-    /// Closes stdin (the process reads EOF); later writes are dropped.
+    /// Closes stdin: what was queued is written first, also when the process starts only
+    /// later (an exec's client may send its input and EOF before Start), then the process
+    /// reads EOF; later writes are dropped.
     pub fn close_stdin(&self) {
-        if let Some(s) = self.lock().stdin.take() {
+        if let Some(s) = self.lock().stdin.as_ref() {
             s.close();
         }
     }

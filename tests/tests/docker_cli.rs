@@ -181,6 +181,21 @@ fn docker_exec_gives_exit_codes_env_workdir_user_and_stdin() {
         .unwrap();
     assert_eq!(out.code(), 3, "{out}");
     assert_eq!(out.stdout.trim(), "3", "{out}");
+    // The CLI sends its input and EOF at once, often before the exec process started: none
+    // of it may be lost (the shim once dropped stdin closed before Start).
+    for n in 1..=8 {
+        let input: String = (0..n).map(|i| format!("{i}\n")).collect();
+        let out = env
+            .docker(["exec", "-i", &name, "wc", "-l"])
+            .stdin(input)
+            .output()
+            .unwrap();
+        assert_eq!(
+            (out.code(), out.stdout.trim()),
+            (0, n.to_string().as_str()),
+            "{out}"
+        );
+    }
     // Detached exec: the process runs in the container.
     ok(
         &env,
