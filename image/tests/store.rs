@@ -135,7 +135,8 @@ fn imported_busybox_mounts_as_a_writable_rootfs_and_is_removed_with_the_containe
     ] {
         assert_eq!(store.get(r).unwrap().id, img.id, "{r}");
     }
-    assert!(matches!(store.get("bb"), Err(Error::NotFound(m)) if m == "No such image: bb"));
+    // As dockerd: the message names the normalized reference, tag included.
+    assert!(matches!(store.get("bb"), Err(Error::NotFound(m)) if m == "No such image: bb:latest"));
     assert!(matches!(
         store.get("Bad:Ref"),
         Err(Error::NotFound(_)) | Err(Error::InvalidArgument(_))
