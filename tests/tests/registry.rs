@@ -976,3 +976,41 @@ fn a_multi_platform_index_pulls_the_requested_platform() {
         "{out}"
     );
 }
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn import_from_a_tarball_still_works_and_the_result_pushes_and_pulls() {
+    skip_unless_root!();
+    if !have_registry() {
+        return;
+    }
+    let Some(env) = CliEnv::start() else { return };
+    let registry = Registry::start().unwrap();
+    let rootfs = tempfile::tempdir().unwrap();
+    berth_tests::rootfs::populate(rootfs.path()).unwrap();
+    std::fs::write(rootfs.path().join("etc/imported"), "yes\n").unwrap();
+    let tarball = env.dir().join("rootfs.tar");
+    berth_tests::tarball::write_rootfs_tar(rootfs.path(), &tarball).unwrap();
+    let reference = format!(
+        "{}/imported/{}:v1",
+        registry.host(),
+        unique_id("i").to_lowercase()
+    );
+    // `fromSrc=-` (the body) next to `fromImage` on the same endpoint.
+    env.ok(&[
+        "import",
+        "--change",
+        "CMD [\"cat\", \"/etc/imported\"]",
+        tarball.to_str().unwrap(),
+        &reference,
+    ]);
+    let out = env.run(&["run", "--rm", &reference]);
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(out.stdout, "yes\n", "{out}");
+    env.ok(&["push", &reference]);
+    env.ok(&["rmi", &reference]);
+    env.ok(&["pull", &reference]);
+    let out = env.run(&["run", "--rm", &reference]);
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(out.stdout, "yes\n", "{out}");
+}
