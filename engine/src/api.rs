@@ -577,9 +577,24 @@ fn container_summary(r: &Record) -> Value {
         "State": r.state.status,
         "Status": status_text(r),
         "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": networks(&r.host_config)},
         "Mounts": mount_points(&r.host_config),
     })
+}
+
+/// `NetworkSettings.Networks`: the container's one network (its network mode; `default` is
+/// `bridge`, as dockerd names it) with dockerd's endpoint fields, empty while berth has no
+/// bridge (the container then has a private loopback-only namespace).
+fn networks(host_config: &Value) -> Value {
+    let mode = match host_config["NetworkMode"].as_str() {
+        None | Some("") | Some("default") => "bridge",
+        Some(m) => m,
+    };
+    json!({ mode: {
+        "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "", "DriverOpts": null,
+        "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": null,
+    }})
 }
 
 /// Docker's `MountPoint`s for the container's host-path binds (`src:dst[:opts]`).
@@ -710,7 +725,7 @@ fn inspect_json(e: &Engine, r: &Record) -> Value {
         "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": upper}},
         "Mounts": mount_points(&r.host_config),
         "Config": config,
-        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}, "IPAddress": "", "Gateway": "", "MacAddress": ""},
+        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": networks(&r.host_config), "IPAddress": "", "Gateway": "", "MacAddress": ""},
     })
 }
 

@@ -461,7 +461,7 @@ fn docker_inspect_ps_filters_pause_stats_top_and_rename() {
     assert_eq!(mounts[0]["RW"], true, "{mounts}");
     let net: serde_json::Value =
         serde_json::from_str(&inspect(&env, "{{json .NetworkSettings}}", &web)).unwrap();
-    assert!(net["Networks"].is_object(), "{net}");
+    assert_eq!(net["Networks"]["bridge"]["MacAddress"], "", "{net}");
     assert!(net["Ports"].is_object(), "{net}");
     assert_eq!(
         inspect(&env, "{{.State.Status}} {{.State.ExitCode}}", &job),
@@ -505,14 +505,14 @@ fn docker_inspect_ps_filters_pause_stats_top_and_rename() {
             "--filter",
             &format!("name={web}"),
             "--format",
-            "{{.Names}}|{{.Image}}|{{.Command}}|{{.Status}}|{{.Label \"role\"}}",
+            "{{.Names}}|{{.Image}}|{{.Command}}|{{.Status}}|{{.Label \"role\"}}|{{.Networks}}",
         ],
     );
     assert!(
         line.starts_with(&format!("{web}|{IMAGE}|\"sh -c cat /data/f; …\"|Up ")),
         "{line}"
     );
-    assert!(line.trim_end().ends_with("|web"), "{line}");
+    assert!(line.trim_end().ends_with("|web|bridge"), "{line}");
 
     // pause and unpause, seen by inspect and the status filter.
     assert_eq!(ok(&env, &["pause", &web]), format!("{web}\n"));
