@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use berth_tests::cli::{CliEnv, IMAGE};
+use berth_tests::cli::{docker_cli, CliEnv, IMAGE};
 use berth_tests::{skip_unless_root, unique_id, wait_until, Cmd};
 
 fn is_hex_id(s: &str, len: usize) -> bool {
@@ -716,16 +716,6 @@ fn cp_copies_files_both_ways() {
     assert_eq!(out.code(), 1, "{out}");
     assert!(out.stderr.contains("Error response from daemon"), "{out}");
     env.ok(&["rm", "-f", &name]);
-}
-
-/// The real docker CLI, when this machine has one (CI does not: the test then passes vacuously).
-fn docker_cli() -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain(["/usr/local/bin".into(), "/usr/bin".into()])
-        .map(|d| d.join("docker"))
-        .find(|p| p.is_file())
 }
 
 /// berth and the real docker CLI, on the same daemon, print the same bytes and exit with the
