@@ -469,14 +469,6 @@ fn check_create_types(body: &Value) -> ApiResult<()> {
     ];
     const HOST_BOOLS: &[&str] = &["Privileged", "ReadonlyRootfs", "AutoRemove", "Init"];
     const HOST_STRINGS: &[&str] = &["NetworkMode", "IpcMode", "PidMode", "CgroupParent"];
-    const BOOLS: &[&str] = &[
-        "Tty",
-        "OpenStdin",
-        "StdinOnce",
-        "AttachStdin",
-        "AttachStdout",
-        "AttachStderr",
-    ];
     const STRINGS: &[&str] = &["Image", "User", "WorkingDir", "Hostname", "StopSignal"];
     let go_type = |v: &Value| match v {
         Value::String(_) => "string",
@@ -503,7 +495,7 @@ fn check_create_types(body: &Value) -> ApiResult<()> {
         (HOST_INTS, "int64", "HostConfig.HostConfig", hc),
         (HOST_BOOLS, "bool", "HostConfig.HostConfig", hc),
         (HOST_STRINGS, "string", "HostConfig.HostConfig", hc),
-        (BOOLS, "bool", "ContainerConfigWrapper.Config", body),
+        (CONFIG_BOOLS, "bool", "ContainerConfigWrapper.Config", body),
         (STRINGS, "string", "ContainerConfigWrapper.Config", body),
     ];
     for (fields, want, scope, obj) in checks {
@@ -678,14 +670,7 @@ fn inspect_json(e: &Engine, r: &Record) -> Value {
     let dir = e.container_dir(&r.id);
     let upper = e.images.rootfs_upper(&r.id);
     let mut config = r.config.clone();
-    for k in [
-        "Tty",
-        "OpenStdin",
-        "StdinOnce",
-        "AttachStdin",
-        "AttachStdout",
-        "AttachStderr",
-    ] {
+    for &k in CONFIG_BOOLS {
         if config[k].is_null() {
             config[k] = json!(false);
         }
@@ -728,6 +713,17 @@ fn inspect_json(e: &Engine, r: &Record) -> Value {
         "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": networks(&r.host_config), "IPAddress": "", "Gateway": "", "MacAddress": ""},
     })
 }
+
+/// Config fields that are booleans in dockerd's typed struct: checked at create, printed as
+/// `false` by inspect when the client left them out.
+const CONFIG_BOOLS: &[&str] = &[
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+];
 
 /// The stored HostConfig with dockerd's zero values filled in: dockerd inspects a typed
 /// struct, so every field prints (`{{.HostConfig.Memory}}` is `0`, not `<no value>`), whatever
