@@ -89,12 +89,12 @@ fn main() -> Result<()> {
         hosts.push("unix:///run/berth/berth.sock".into());
     }
     let registry = registry_config(&file, &args)?;
-    let tls = berth_engine::listen::from_flags_and_file(
+    let tls = berth_engine::api::listen::from_flags_and_file(
         &file,
         (args.tls, args.tlsverify),
         (args.tlscacert, args.tlscert, args.tlskey),
     );
-    berth_engine::listen::check_hosts(&hosts, tls.as_ref())?;
+    berth_engine::api::listen::check_hosts(&hosts, tls.as_ref())?;
     let opts = &file["log-opts"];
     let config = berth_engine::Config {
         hosts,

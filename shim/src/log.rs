@@ -105,6 +105,14 @@ pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The rotated files of `path` that exist, newest first (`<log>.1`, `<log>.2`, ...).
+pub fn rotated_paths(path: &Path) -> Vec<PathBuf> {
+    (1..)
+        .map(|n| rotated_path(path, n))
+        .take_while(|p| p.exists())
+        .collect()
+}
+
 /// One process's log file: line splitting per stream, record formatting, rotation.
 #[derive(Debug)]
 pub struct LogFile {
@@ -118,6 +126,9 @@ pub struct LogFile {
     pending: [Vec<u8>; 2],
     /// Records formatted but not yet written.
     batch: Vec<u8>,
+    /// A copy of every record written since the last [`LogFile::take_tap`], while a log
+    /// follower wants them.
+    tap: Option<Vec<u8>>,
 }
 
 impl LogFile {
@@ -145,6 +156,7 @@ impl LogFile {
             size,
             pending: [Vec::new(), Vec::new()],
             batch: Vec::new(),
+            tap: None,
         })
     }
 
@@ -156,6 +168,20 @@ impl LogFile {
     /// The record format.
     pub fn format(&self) -> LogFormat {
         self.format
+    }
+
+    /// Starts or stops copying written records aside for [`LogFile::take_tap`].
+    pub fn set_tap(&mut self, on: bool) {
+        match (on, &self.tap) {
+            (true, None) => self.tap = Some(Vec::new()),
+            (false, _) => self.tap = None,
+            _ => {}
+        }
+    }
+
+    /// The records written since the last call (`None` when not tapping).
+    pub fn take_tap(&mut self) -> Option<Vec<u8>> {
+        self.tap.as_mut().map(std::mem::take)
     }
 
     /// Bytes in the live file.
@@ -249,6 +275,9 @@ impl LogFile {
             return Ok(());
         }
         let r = self.file.write_all(&self.batch);
+        if let Some(tap) = &mut self.tap {
+            tap.extend_from_slice(&self.batch);
+        }
         self.size += self.batch.len() as u64;
         self.batch.clear();
         if self.batch.capacity() > 64 * 1024 {

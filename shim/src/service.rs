@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::error::{Result, ShimError};
 use crate::exit::{self, Exit};
-use crate::io::{Chunk, Subscription};
+use crate::io::{Chunk, Follow, Spool, Spooled, Subscription};
 use crate::log::decode_line;
 use crate::process::{file_stem, validate_exec_id, Phase, Process};
 use crate::reaper::Reaper;
@@ -588,8 +588,13 @@ impl Shim {
             }
         };
         let proc = self.get(&open.exec_id)?;
-        let sub = proc.output.subscribe(open.replay);
         let (tx, rx) = mpsc::channel(16);
+        if open.log_records {
+            let follow = proc.output.follow();
+            tokio::spawn(forward_log(follow, tx));
+            return Ok(ReceiverStream::new(rx));
+        }
+        let sub = proc.output.subscribe(open.replay);
         let want_out = open.stdout;
         let want_err = open.stderr && !proc.terminal;
         let format = proc.output.log_format();
@@ -678,23 +683,77 @@ async fn forward_output(
     loop {
         tokio::select! {
             r = live.recv() => match r {
-                Ok(c) => {
+                Some(c) => {
                     if wanted(&c, out, err) && !send(c.stream, c.data.to_vec()).await {
                         return;
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(dropped = n, "attach client too slow: detached");
-                    let _ = tx
-                        .send(Err(Status::resource_exhausted(
-                            "attach client too slow: output dropped",
-                        )))
-                        .await;
-                    return;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+                None => return,
             },
             _ = tx.closed() => return,
+        }
+    }
+}
+
+/// Sends a log follower the log files as they stood, an empty marker, then the records
+/// spooled for it as they come.
+async fn forward_log(follow: Follow, tx: mpsc::Sender<Result<AttachResponse, Status>>) {
+    let send = |data: Vec<u8>| {
+        let tx = tx.clone();
+        async move {
+            tx.send(Ok(AttachResponse {
+                stream: StdStream::Stdout as i32,
+                data,
+            }))
+            .await
+            .is_ok()
+        }
+    };
+    let spool = follow.live;
+    let _leave = LeaveOnDrop(spool.clone());
+    for (file, len) in follow.files {
+        let mut r = file.take(len);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if !send(buf[..n].to_vec()).await {
+                return;
+            }
+        }
+    }
+    if !send(Vec::new()).await {
+        return;
+    }
+    let Some(spool) = spool else { return };
+    loop {
+        tokio::select! {
+            next = spool.next() => match next {
+                Spooled::Data(b) => {
+                    if !send(b.to_vec()).await {
+                        return;
+                    }
+                }
+                Spooled::End(None) => return,
+                Spooled::End(Some(why)) => {
+                    let _ = tx.send(Err(Status::resource_exhausted(why))).await;
+                    return;
+                }
+            },
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+/// Tells a follower's spool that its reader left, however the forwarding ends.
+struct LeaveOnDrop(Option<Arc<Spool>>);
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.leave();
         }
     }
 }

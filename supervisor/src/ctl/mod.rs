@@ -568,6 +568,7 @@ async fn attach(c: &Client, id: &str, exec_id: &str) -> Output {
             stdout: true,
             stderr: true,
             replay: true,
+            log_records: false,
         })),
     };
     tx.send(open).await.ok()?;

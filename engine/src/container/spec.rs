@@ -1,127 +1,11 @@
-//! berthd's container records (persisted crash-safely) and the OCI spec built for each.
+//! The OCI runtime spec of a container, generated from its Config and HostConfig.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::Record;
 use crate::error::ApiError;
-
-/// A container's state, in Docker's words.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct State {
-    /// created, running, paused, restarting, removing, exited, dead
-    pub status: String,
-    pub pid: u32,
-    pub exit_code: i64,
-    pub started_at: String,
-    pub finished_at: String,
-    pub oom_killed: bool,
-    pub error: String,
-}
-
-/// One container, as stored in `<data-root>/containers/<id>/config.v2.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
-    pub id: String,
-    /// With Docker's leading slash.
-    pub name: String,
-    pub created: String,
-    /// As the client named it.
-    pub image: String,
-    pub image_id: String,
-    pub path: String,
-    pub args: Vec<String>,
-    /// Docker's `Config`, with the image's defaults merged in.
-    pub config: Value,
-    /// Docker's `HostConfig` as given.
-    pub host_config: Value,
-    pub state: State,
-    pub restart_count: u64,
-    pub log_path: PathBuf,
-    /// Bumped at every exit (for `wait?condition=next-exit`).
-    #[serde(default)]
-    pub exits: u64,
-}
-
-impl Record {
-    pub fn tty(&self) -> bool {
-        self.config["Tty"].as_bool().unwrap_or(false)
-    }
-    pub fn running(&self) -> bool {
-        matches!(self.state.status.as_str(), "running" | "paused")
-    }
-    pub fn auto_remove(&self) -> bool {
-        self.host_config["AutoRemove"].as_bool().unwrap_or(false)
-    }
-    pub fn labels(&self) -> BTreeMap<String, String> {
-        self.config["Labels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-    pub fn short_id(&self) -> &str {
-        &self.id[..12]
-    }
-}
-
-/// Writes a record crash-safely (temp file, fsync, rename, fsync dir).
-pub fn save(dir: &Path, rec: &Record) -> std::io::Result<()> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join("config.v2.json");
-    let tmp = dir.join(".config.v2.json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
-pub fn load(dir: &Path) -> Option<Record> {
-    let data = std::fs::read(dir.join("config.v2.json")).ok()?;
-    serde_json::from_slice(&data).ok()
-}
-
-/// A new random container id (64 hex).
-pub fn new_id() -> String {
-    let mut buf = [0u8; 32];
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| {
-        use std::io::Read;
-        f.read_exact(&mut buf)
-    });
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
-pub fn valid_name(name: &str) -> bool {
-    let n = name.strip_prefix('/').unwrap_or(name);
-    let mut chars = n.chars();
-    n.len() >= 2
-        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-}
-
-/// A generated name in Docker's adjective_surname style.
-pub fn random_name(id: &str) -> String {
-    const LEFT: &[&str] = &[
-        "brave", "calm", "eager", "fervent", "gifted", "happy", "jolly", "keen", "lucid", "merry",
-        "nifty", "quirky", "serene", "sharp", "tender", "vivid",
-    ];
-    const RIGHT: &[&str] = &[
-        "babbage", "curie", "darwin", "euler", "fermat", "gauss", "hopper", "kepler", "lovelace",
-        "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak",
-    ];
-    let b = u8::from_str_radix(&id[..2], 16).unwrap_or(0) as usize;
-    let c = u8::from_str_radix(&id[2..4], 16).unwrap_or(0) as usize;
-    format!("{}_{}", LEFT[b % LEFT.len()], RIGHT[c % RIGHT.len()])
-}
 
 /// Docker's default capabilities.
 pub const DEFAULT_CAPS: &[&str] = &[
@@ -497,7 +381,7 @@ pub fn build_spec(rec: &Record, files: &SpecFiles<'_>) -> Result<Value, ApiError
                 .is_some_and(|s| s == "seccomp=unconfined" || s == "seccomp:unconfined")
         });
         if !unconfined {
-            linux["seccomp"] = crate::seccomp::default_profile(&caps);
+            linux["seccomp"] = super::seccomp::default_profile(&caps);
             // libcontainer 0.7 loads the filter after dropping capabilities, which the kernel
             // allows only with no_new_privs; Docker leaves it off. Known gap (see README).
             process["noNewPrivileges"] = json!(true);
@@ -528,6 +412,7 @@ fn parse_user(u: &str) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::valid_name;
 
     #[test]
     fn caps_follow_docker_add_drop() {

@@ -1,0 +1,774 @@
+//! Container endpoints: create, list, inspect, lifecycle, wait, top, stats, logs.
+
+use super::*;
+
+pub(crate) async fn container_create(State(e): S, Query(q): Q, body: Bytes) -> ApiResult<Response> {
+    let body = parse_body(&body)?;
+    if !body.is_object() {
+        return Err(ApiError::bad_request("invalid JSON: expected an object"));
+    }
+    check_create_types(&body)?;
+    let e2 = e.clone();
+    let name = q.get("name").cloned();
+    let rec = tokio::task::spawn_blocking(move || e2.create(name.as_deref(), body))
+        .await
+        .map_err(|x| ApiError::internal(x.to_string()))??;
+    Ok(json_resp(
+        StatusCode::CREATED,
+        json!({"Id": rec.id, "Warnings": []}),
+    ))
+}
+
+/// dockerd decodes the create body into typed structs, so a value of the wrong JSON type is a
+/// 400 "invalid JSON" there; berth keeps the body as JSON, so the typed fields are checked here.
+pub(crate) fn check_create_types(body: &Value) -> ApiResult<()> {
+    const HOST_INTS: &[&str] = &[
+        "Memory",
+        "MemorySwap",
+        "MemoryReservation",
+        "NanoCpus",
+        "CpuShares",
+        "CpuPeriod",
+        "CpuQuota",
+        "PidsLimit",
+        "ShmSize",
+        "OomScoreAdj",
+        "BlkioWeight",
+    ];
+    const HOST_BOOLS: &[&str] = &["Privileged", "ReadonlyRootfs", "AutoRemove", "Init"];
+    const HOST_STRINGS: &[&str] = &["NetworkMode", "IpcMode", "PidMode", "CgroupParent"];
+    const STRINGS: &[&str] = &["Image", "User", "WorkingDir", "Hostname", "StopSignal"];
+    let go_type = |v: &Value| match v {
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::Null => "null",
+    };
+    let fits = |v: &Value, want: &str| match want {
+        "int64" => v.is_i64() || v.is_u64(),
+        "bool" => v.is_boolean(),
+        "string" => v.is_string(),
+        _ => v.is_object(),
+    };
+    let hc = &body["HostConfig"];
+    let checks: [(&[&str], &str, &str, &Value); 6] = [
+        (
+            &["HostConfig"],
+            "container.HostConfig",
+            "ContainerConfigWrapper",
+            body,
+        ),
+        (HOST_INTS, "int64", "HostConfig.HostConfig", hc),
+        (HOST_BOOLS, "bool", "HostConfig.HostConfig", hc),
+        (HOST_STRINGS, "string", "HostConfig.HostConfig", hc),
+        (CONFIG_BOOLS, "bool", "ContainerConfigWrapper.Config", body),
+        (STRINGS, "string", "ContainerConfigWrapper.Config", body),
+    ];
+    for (fields, want, scope, obj) in checks {
+        for f in fields {
+            let v = &obj[*f];
+            if !v.is_null() && !fits(v, want) {
+                return Err(ApiError::bad_request(format!(
+                    "invalid JSON: json: cannot unmarshal {} into Go struct field {scope}.{f} of type {want}",
+                    go_type(v)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn human_since(rfc: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(rfc) else {
+        return String::new();
+    };
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    match secs {
+        s if s < 1 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 7200 => "About an hour".into(),
+        s if s < 172800 => format!("{} hours", s / 3600),
+        s => format!("{} days", s / 86400),
+    }
+}
+
+pub(crate) fn status_text(r: &Record) -> String {
+    match r.state.status.as_str() {
+        "running" => format!("Up {}", human_since(&r.state.started_at)),
+        "paused" => format!("Up {} (Paused)", human_since(&r.state.started_at)),
+        "exited" => format!(
+            "Exited ({}) {} ago",
+            r.state.exit_code,
+            human_since(&r.state.finished_at)
+        ),
+        "removing" => "Removal In Progress".into(),
+        "created" => "Created".into(),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn unix(rfc: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc)
+        .map(|t| t.timestamp())
+        .unwrap_or(0)
+}
+
+pub(crate) fn container_summary(r: &Record) -> Value {
+    let cmd = std::iter::once(r.path.clone())
+        .chain(r.args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    json!({
+        "Id": r.id,
+        "Names": [r.name],
+        "Image": r.image,
+        "ImageID": r.image_id,
+        "Command": cmd,
+        "Created": unix(&r.created),
+        "Ports": [],
+        "Labels": r.labels(),
+        "State": r.state.status,
+        "Status": status_text(r),
+        "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
+        "NetworkSettings": {"Networks": networks(&r.host_config)},
+        "Mounts": mount_points(&r.host_config),
+    })
+}
+
+/// `NetworkSettings.Networks`: the container's one network (its network mode; `default` is
+/// `bridge`, as dockerd names it) with dockerd's endpoint fields, empty while berth has no
+/// bridge (the container then has a private loopback-only namespace).
+pub(crate) fn networks(host_config: &Value) -> Value {
+    let mode = match host_config["NetworkMode"].as_str() {
+        None | Some("") | Some("default") => "bridge",
+        Some(m) => m,
+    };
+    json!({ mode: {
+        "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "", "DriverOpts": null,
+        "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": null,
+    }})
+}
+
+/// Docker's `MountPoint`s for the container's host-path binds (`src:dst[:opts]`).
+pub(crate) fn mount_points(host_config: &Value) -> Value {
+    let binds = host_config["Binds"].as_array().into_iter().flatten();
+    let points = binds.filter_map(Value::as_str).filter_map(|b| {
+        let mut parts = b.splitn(3, ':');
+        let (src, dst) = (parts.next()?, parts.next()?);
+        let mode = parts.next().unwrap_or_default();
+        let opts: Vec<&str> = mode.split(',').collect();
+        let propagation = opts
+            .iter()
+            .find(|o| o.ends_with("private") || o.ends_with("shared") || o.ends_with("slave"))
+            .copied()
+            .unwrap_or("rprivate");
+        Some(json!({
+            "Type": "bind",
+            "Source": src,
+            "Destination": dst,
+            "Mode": mode,
+            "RW": !opts.contains(&"ro"),
+            "Propagation": propagation,
+        }))
+    });
+    Value::Array(points.collect())
+}
+
+pub(crate) async fn container_list(State(e): S, Query(q): Q) -> ApiResult<Response> {
+    let all = qbool(&q, "all");
+    let f = filters(&q)?;
+    let mut out = Vec::new();
+    for r in e.list() {
+        if !all && !r.running() && !f.contains_key("status") {
+            continue;
+        }
+        let keep = f.iter().all(|(k, vals)| {
+            let matches = |v: &String| match k.as_str() {
+                "status" => r.state.status == *v,
+                "id" => r.id.starts_with(v.as_str()),
+                "name" => r
+                    .name
+                    .trim_start_matches('/')
+                    .contains(v.trim_start_matches('/')),
+                "label" => {
+                    let labels = r.labels();
+                    match v.split_once('=') {
+                        Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
+                        None => labels.contains_key(v),
+                    }
+                }
+                "ancestor" => {
+                    r.image == *v
+                        || r.image_id == *v
+                        || e.images.get(v).is_ok_and(|i| i.id == r.image_id)
+                }
+                "exited" => r.state.status == "exited" && r.state.exit_code.to_string() == *v,
+                _ => true,
+            };
+            // As dockerd: every label filter must match; other keys match any of their values.
+            if k == "label" {
+                vals.iter().all(matches)
+            } else {
+                vals.iter().any(matches)
+            }
+        });
+        if keep {
+            out.push(container_summary(&r));
+        }
+    }
+    if let Some(n) = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        out.truncate(n);
+    }
+    Ok(ok_json(Value::Array(out)))
+}
+
+pub(crate) fn inspect_json(e: &Engine, r: &Record) -> Value {
+    let dir = e.container_dir(&r.id);
+    let upper = e.images.rootfs_upper(&r.id);
+    let mut config = r.config.clone();
+    for &k in CONFIG_BOOLS {
+        if config[k].is_null() {
+            config[k] = json!(false);
+        }
+    }
+    json!({
+        "Id": r.id,
+        "Created": r.created,
+        "Path": r.path,
+        "Args": r.args,
+        "State": {
+            "Status": r.state.status,
+            "Running": r.running(),
+            "Paused": r.state.status == "paused",
+            "Restarting": false,
+            "OOMKilled": r.state.oom_killed,
+            "Dead": r.state.status == "dead",
+            "Pid": r.state.pid,
+            "ExitCode": r.state.exit_code,
+            "Error": r.state.error,
+            "StartedAt": r.state.started_at,
+            "FinishedAt": r.state.finished_at,
+        },
+        "Image": r.image_id,
+        "ResolvConfPath": dir.join("resolv.conf"),
+        "HostnamePath": dir.join("hostname"),
+        "HostsPath": dir.join("hosts"),
+        "LogPath": r.log_path,
+        "Name": r.name,
+        "RestartCount": r.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": host_config_inspect(&r.host_config),
+        "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": upper}},
+        "Mounts": mount_points(&r.host_config),
+        "Config": config,
+        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": networks(&r.host_config), "IPAddress": "", "Gateway": "", "MacAddress": ""},
+    })
+}
+
+/// Config fields that are booleans in dockerd's typed struct: checked at create, printed as
+/// `false` by inspect when the client left them out.
+pub(crate) const CONFIG_BOOLS: &[&str] = &[
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+];
+
+/// The stored HostConfig with dockerd's zero values filled in: dockerd inspects a typed
+/// struct, so every field prints (`{{.HostConfig.Memory}}` is `0`, not `<no value>`), whatever
+/// the client sent at create.
+pub(crate) fn host_config_inspect(stored: &Value) -> Value {
+    let mut hc = json!({
+        "Binds": null, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+        "NetworkMode": "bridge", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": false, "VolumeDriver": "", "VolumesFrom": null, "ConsoleSize": [0, 0],
+        "CapAdd": null, "CapDrop": null, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [],
+        "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null, "IpcMode": "private", "Cgroup": "",
+        "Links": null, "OomScoreAdj": 0, "PidMode": "", "Privileged": false, "PublishAllPorts": false,
+        "ReadonlyRootfs": false, "SecurityOpt": null, "UTSMode": "", "UsernsMode": "",
+        "ShmSize": 67108864, "Runtime": "runc", "Isolation": "", "CpuShares": 0, "Memory": 0,
+        "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
+        "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
+        "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [],
+        "DeviceCgroupRules": null, "DeviceRequests": null, "MemoryReservation": 0, "MemorySwap": 0,
+        "MemorySwappiness": null, "OomKillDisable": null, "PidsLimit": null, "Ulimits": [],
+        "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+    });
+    if let (Some(out), Some(given)) = (hc.as_object_mut(), stored.as_object()) {
+        for (k, v) in given {
+            // A null the client sent does not hide a zero value dockerd would print.
+            if !v.is_null() || !out.contains_key(k) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    hc
+}
+
+pub(crate) async fn container_inspect(State(e): S, Path(id): Path<String>) -> ApiResult<Response> {
+    let r = e.find(&id)?;
+    Ok(ok_json(inspect_json(&e, &r)))
+}
+
+pub(crate) async fn container_start(State(e): S, Path(id): Path<String>) -> ApiResult<Response> {
+    if e.start(&id).await? {
+        Ok(no_content())
+    } else {
+        Ok(StatusCode::NOT_MODIFIED.into_response())
+    }
+}
+
+pub(crate) async fn container_stop(
+    State(e): S,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let t = q.get("t").and_then(|t| t.parse().ok());
+    if e.stop(&id, t, q.get("signal").map(String::as_str)).await? {
+        Ok(no_content())
+    } else {
+        Ok(StatusCode::NOT_MODIFIED.into_response())
+    }
+}
+
+pub(crate) async fn container_restart(
+    State(e): S,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let t = q.get("t").and_then(|t| t.parse().ok());
+    e.stop(&id, t, q.get("signal").map(String::as_str)).await?;
+    let rec = e.find(&id)?;
+    e.wait_for(&rec.id, Some(Duration::from_secs(5)), |r| !r.running())
+        .await;
+    // As dockerd: RestartCount counts restarts by the restart policy, not `docker restart`.
+    e.start(&id).await?;
+    e.emit_container_id(&id, "restart", &[]);
+    Ok(no_content())
+}
+
+pub(crate) async fn container_kill(
+    State(e): S,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let s = q.get("signal").map(String::as_str).unwrap_or("SIGKILL");
+    let sig =
+        parse_signal(s).ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {s}")))?;
+    e.kill(&id, sig).await?;
+    Ok(no_content())
+}
+
+pub(crate) async fn container_pause(State(e): S, Path(id): Path<String>) -> ApiResult<Response> {
+    e.pause(&id).await?;
+    Ok(no_content())
+}
+
+pub(crate) async fn container_unpause(State(e): S, Path(id): Path<String>) -> ApiResult<Response> {
+    e.resume(&id).await?;
+    Ok(no_content())
+}
+
+pub(crate) async fn container_wait(
+    State(e): S,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let rec = e.find(&id)?;
+    let cond = q
+        .get("condition")
+        .cloned()
+        .unwrap_or_else(|| "not-running".into());
+    if !["not-running", "next-exit", "removed", ""].contains(&cond.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "invalid condition: \"{cond}\""
+        )));
+    }
+    // Headers go out at once (the docker CLI starts the container only after it got them);
+    // the status follows when the condition is met.
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    tokio::spawn(async move {
+        let exits = rec.exits;
+        let code = match cond.as_str() {
+            "next-exit" => e
+                .wait_for(&rec.id, None, |r| r.exits > exits)
+                .await
+                .map(|r| r.state.exit_code),
+            "removed" => {
+                let mut last = rec.state.exit_code;
+                let mut rx = e.subscribe();
+                while let Ok(r) = e.find(&rec.id) {
+                    last = r.state.exit_code;
+                    tokio::select! {
+                        c = rx.changed() => if c.is_err() { break },
+                        _ = tx.closed() => return,
+                    }
+                }
+                Some(last)
+            }
+            _ => e
+                .wait_for(&rec.id, None, |r| !r.running())
+                .await
+                .map(|r| r.state.exit_code),
+        };
+        let code = code.unwrap_or(rec.state.exit_code);
+        let body = json!({"StatusCode": code, "Error": null}).to_string();
+        let _ = tx.send(Ok(Bytes::from(format!("{body}\n")))).await;
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(ReceiverStream::new(rx)))
+        .unwrap_or_default())
+}
+
+pub(crate) async fn container_rename(
+    State(e): S,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let name = q.get("name").cloned().unwrap_or_default();
+    if !crate::container::valid_name(&name) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    let full = format!("/{}", name.trim_start_matches('/'));
+    let rec = e.find(&id)?;
+    if let Some(other) = e
+        .list()
+        .into_iter()
+        .find(|r| r.name == full && r.id != rec.id)
+    {
+        return Err(ApiError::conflict(format!(
+            "Conflict. The container name \"{full}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+            other.id
+        )));
+    }
+    e.update(&rec.id, |r| r.name = full)?;
+    e.emit_container_id(&rec.id, "rename", &[("oldName", rec.name.clone())]);
+    Ok(no_content())
+}
+
+pub(crate) async fn resize_pty(
+    e: &Engine,
+    id: &str,
+    exec_id: &str,
+    q: &HashMap<String, String>,
+) -> ApiResult<()> {
+    let h = q.get("h").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let w = q.get("w").and_then(|v| v.parse().ok()).unwrap_or(0);
+    e.sup
+        .tasks()
+        .resize_pty(pb::ResizePtyRequest {
+            namespace: e.sup.namespace.clone(),
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            width: w,
+            height: h,
+        })
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn container_resize(
+    State(e): S,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let rec = e.find(&id)?;
+    if !rec.running() {
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            rec.id
+        )));
+    }
+    resize_pty(&e, &rec.id, "", &q).await?;
+    let hw = |k: &str| q.get(k).cloned().unwrap_or_default();
+    e.emit_container(&rec, "resize", &[("height", hw("h")), ("width", hw("w"))]);
+    Ok(StatusCode::OK.into_response())
+}
+
+pub(crate) async fn container_remove(
+    State(e): S,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    e.remove(&id, qbool(&q, "force")).await?;
+    Ok(no_content())
+}
+
+pub(crate) async fn container_prune(State(e): S) -> ApiResult<Response> {
+    let mut deleted = Vec::new();
+    for r in e.list() {
+        if !r.running() && e.remove(&r.id, false).await.is_ok() {
+            deleted.push(r.id);
+        }
+    }
+    Ok(ok_json(
+        json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
+    ))
+}
+
+pub(crate) async fn container_top(
+    State(e): S,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let rec = e.find(&id)?;
+    if !rec.running() {
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            rec.id
+        )));
+    }
+    let pids: Vec<u32> = e
+        .sup
+        .tasks()
+        .list_pids(pb::ListPidsRequest {
+            namespace: e.sup.namespace.clone(),
+            container_id: rec.id.clone(),
+        })
+        .await?
+        .into_inner()
+        .processes
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    let args = q.get("ps_args").cloned().unwrap_or_else(|| "-ef".into());
+    let out = tokio::process::Command::new("ps")
+        .args(args.split_whitespace())
+        .output()
+        .await
+        .map_err(|x| ApiError::internal(format!("ps: {x}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let titles: Vec<&str> = header.split_whitespace().collect();
+    let pid_col = titles
+        .iter()
+        .position(|t| *t == "PID")
+        .ok_or_else(|| ApiError::internal("Couldn't find PID field in ps output"))?;
+    let mut procs = Vec::new();
+    for l in lines {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        let Some(pid) = fields.get(pid_col).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pids.contains(&pid) {
+            let n = titles.len();
+            let mut row: Vec<String> = fields[..n - 1.min(n)]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            row.truncate(n - 1);
+            row.push(fields[(n - 1).min(fields.len())..].join(" "));
+            procs.push(row);
+        }
+    }
+    e.emit_container(&rec, "top", &[]);
+    Ok(ok_json(json!({"Titles": titles, "Processes": procs})))
+}
+
+pub(crate) fn system_cpu_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    ticks * 10_000_000
+}
+
+pub(crate) async fn sample_stats(e: &Engine, r: &Record) -> ApiResult<Value> {
+    let s = e
+        .sup
+        .tasks()
+        .stats(pb::StatsRequest {
+            namespace: e.sup.namespace.clone(),
+            container_id: r.id.clone(),
+        })
+        .await?
+        .into_inner()
+        .stats
+        .unwrap_or_default();
+    let cpu = s.cpu.unwrap_or_default();
+    let mem = s.memory.unwrap_or_default();
+    let pids = s.pids.unwrap_or_default();
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    Ok(json!({
+        "read": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "name": r.name,
+        "id": r.id,
+        "pids_stats": {"current": pids.current, "limit": pids.limit},
+        "cpu_stats": {
+            "cpu_usage": {"total_usage": cpu.usage_total_ns, "percpu_usage": cpu.per_cpu_ns,
+                          "usage_in_kernelmode": cpu.usage_kernel_ns, "usage_in_usermode": cpu.usage_user_ns},
+            "system_cpu_usage": system_cpu_ns(),
+            "online_cpus": ncpu,
+            "throttling_data": {"periods": cpu.throttling_periods, "throttled_periods": cpu.throttled_periods, "throttled_time": cpu.throttled_time_ns},
+        },
+        "memory_stats": {"usage": mem.usage, "max_usage": mem.max_usage, "limit": if mem.limit == 0 || mem.limit > (1 << 62) { 0 } else { mem.limit }, "stats": mem.raw, "failcnt": mem.failcnt},
+        "blkio_stats": {},
+        "networks": {},
+    }))
+}
+
+pub(crate) async fn container_stats(
+    State(e): S,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let rec = e.find(&id)?;
+    let stream = q.get("stream").is_none_or(|v| v == "1" || v == "true");
+    let zero = json!({"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0, "online_cpus": 0});
+    if !rec.running() {
+        let v = json!({"read": "0001-01-01T00:00:00Z", "name": rec.name, "id": rec.id,
+            "cpu_stats": zero.clone(), "precpu_stats": zero, "memory_stats": {}, "pids_stats": {}});
+        return Ok(ok_json(v));
+    }
+    if !stream {
+        let one_shot = qbool(&q, "one-shot");
+        let first = sample_stats(&e, &rec).await?;
+        let mut v = if one_shot {
+            first.clone()
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            sample_stats(&e, &rec).await?
+        };
+        v["precpu_stats"] = if one_shot {
+            zero
+        } else {
+            first["cpu_stats"].clone()
+        };
+        return Ok(ok_json(v));
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    tokio::spawn(async move {
+        let mut pre = zero;
+        while let Ok(rec) = e.find(&rec.id) {
+            if !rec.running() {
+                break;
+            }
+            let Ok(mut v) = sample_stats(&e, &rec).await else {
+                break;
+            };
+            v["precpu_stats"] = pre.clone();
+            pre = v["cpu_stats"].clone();
+            if tx.send(Ok(Bytes::from(format!("{v}\n")))).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(ReceiverStream::new(rx)))
+        .unwrap_or_default())
+}
+
+pub(crate) async fn container_logs(
+    State(e): S,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let rec = e.find(&id)?;
+    let mut f = Filter {
+        stdout: qbool(&q, "stdout"),
+        stderr: qbool(&q, "stderr"),
+        since: q
+            .get("since")
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| *s > 0.0),
+        until: q
+            .get("until")
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| *s > 0.0),
+        tail: q.get("tail").and_then(|t| t.parse::<usize>().ok()),
+        timestamps: qbool(&q, "timestamps"),
+    };
+    if !f.stdout && !f.stderr {
+        return Err(ApiError::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
+    }
+    let follow = qbool(&q, "follow");
+    let tty = rec.tty();
+    let ctype = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let path = rec.log_path.clone();
+    tokio::spawn(async move {
+        let (entries, mut offset) = {
+            let f2 = f.clone();
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || logs::read_all(&p, &f2))
+                .await
+                .unwrap_or_default()
+        };
+        for en in &entries {
+            if tx.send(Ok(f.render(en, tty))).await.is_err() {
+                return;
+            }
+        }
+        if !follow {
+            return;
+        }
+        f.tail = None;
+        let mut rx = e.subscribe();
+        loop {
+            for en in logs::read_from(&path, &mut offset, &f) {
+                if tx.send(Ok(f.render(&en, tty))).await.is_err() {
+                    return;
+                }
+            }
+            let running = e.find(&rec.id).is_ok_and(|r| r.running());
+            if !running {
+                // Last lines written before the exit.
+                for en in logs::read_from(&path, &mut offset, &f) {
+                    let _ = tx.send(Ok(f.render(&en, tty))).await;
+                }
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = rx.changed() => {}
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, ctype)
+        .body(Body::from_stream(ReceiverStream::new(rx)))
+        .unwrap_or_default())
+}

@@ -1,0 +1,276 @@
+//! Exec endpoints: create, start, resize, inspect.
+
+use super::*;
+
+pub(crate) fn new_exec_id() -> String {
+    crate::container::new_id()
+}
+
+pub(crate) async fn exec_create(
+    State(e): S,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body = parse_body(&body)?;
+    let rec = e.find(&id)?;
+    if !rec.running() {
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            rec.id
+        )));
+    }
+    if rec.state.status == "paused" {
+        return Err(ApiError::conflict(format!(
+            "Container {} is paused, unpause the container before exec",
+            rec.id
+        )));
+    }
+    if body["Cmd"].as_array().is_none_or(|a| a.is_empty()) {
+        return Err(ApiError::bad_request("No exec command specified"));
+    }
+    let ex = Exec {
+        id: new_exec_id(),
+        container_id: rec.id.clone(),
+        config: body,
+        running: false,
+        exit_code: None,
+        pid: 0,
+    };
+    let id = ex.id.clone();
+    e.execs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.clone(), ex);
+    e.emit_exec_event(&id, "exec_create");
+    Ok(json_resp(StatusCode::CREATED, json!({"Id": id})))
+}
+
+pub(crate) fn get_exec(e: &Engine, id: &str) -> ApiResult<Exec> {
+    e.execs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))
+}
+
+pub(crate) fn set_exec(e: &Engine, id: &str, f: impl FnOnce(&mut Exec)) {
+    if let Some(x) = e
+        .execs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_mut(id)
+    {
+        f(x);
+    }
+}
+
+/// The exec's process spec: the container's process with the exec's overrides.
+pub(crate) fn exec_process(e: &Engine, rec: &Record, cfg: &Value) -> ApiResult<Value> {
+    let dir = e.container_dir(&rec.id);
+    let files = crate::container::SpecFiles {
+        hosts: &dir.join("hosts"),
+        hostname: &dir.join("hostname"),
+        resolv: &dir.join("resolv.conf"),
+        init: None,
+    };
+    let mut r2 = rec.clone();
+    r2.host_config["Init"] = json!(false);
+    let spec = crate::container::build_spec(&r2, &files)?;
+    let mut p = spec["process"].clone();
+    p["args"] = cfg["Cmd"].clone();
+    p["terminal"] = json!(cfg["Tty"].as_bool().unwrap_or(false));
+    if let Some(env) = cfg["Env"].as_array() {
+        if let Some(base) = p["env"].as_array_mut() {
+            base.extend(env.iter().cloned());
+        }
+    }
+    if let Some(w) = cfg["WorkingDir"].as_str().filter(|w| !w.is_empty()) {
+        p["cwd"] = json!(w);
+    }
+    if let Some(u) = cfg["User"].as_str().filter(|u| !u.is_empty()) {
+        let (user, group) = u.split_once(':').unwrap_or((u, ""));
+        let uid: u32 = user.parse().unwrap_or(0);
+        let gid: u32 = group.parse().unwrap_or(uid);
+        p["user"] = json!({"uid": uid, "gid": gid});
+    }
+    Ok(p)
+}
+
+pub(crate) async fn exec_start(
+    State(e): S,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .map_err(|x| ApiError::bad_request(x.to_string()))?;
+    let opts = parse_body(&bytes)?;
+    let req = Request::from_parts(parts, Body::empty());
+    let ex = get_exec(&e, &id)?;
+    if ex.running || ex.exit_code.is_some() {
+        return Err(ApiError::conflict(format!(
+            "Error: Exec command {id} has already run"
+        )));
+    }
+    let rec = e.find(&ex.container_id)?;
+    if !rec.running() {
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            rec.id
+        )));
+    }
+    let tty = ex.config["Tty"].as_bool().unwrap_or(false) || opts["Tty"].as_bool().unwrap_or(false);
+    let stdin_on = ex.config["AttachStdin"].as_bool().unwrap_or(false);
+    let process = exec_process(&e, &rec, &ex.config)?;
+    e.sup
+        .tasks()
+        .exec(pb::ExecTaskRequest {
+            namespace: e.sup.namespace.clone(),
+            container_id: rec.id.clone(),
+            exec_id: id.clone(),
+            spec: serde_json::to_vec(&process).map_err(|x| ApiError::internal(x.to_string()))?,
+            io: Some(types::Io {
+                stdin: stdin_on,
+                terminal: tty,
+                log_path: e
+                    .container_dir(&rec.id)
+                    .join(format!("exec-{}.log", &id[..12]))
+                    .to_string_lossy()
+                    .into_owned(),
+                log_max_size: 1 << 20,
+                log_max_files: 1,
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(|s| {
+            let m = s.message().to_string();
+            if m.contains("executable file not found") || m.contains("no such file") {
+                ApiError::bad_request(format!("OCI runtime exec failed: {m}"))
+            } else {
+                ApiError::from(s)
+            }
+        })?;
+    set_exec(&e, &id, |x| x.running = true);
+    e.emit_exec_event(&id, "exec_start");
+    let detach = opts["Detach"].as_bool().unwrap_or(false);
+    let e2 = e.clone();
+    let cid = rec.id.clone();
+    let xid = id.clone();
+    let start_and_wait = move |e: Arc<Engine>| async move {
+        let started = e
+            .sup
+            .tasks()
+            .start(pb::StartTaskRequest {
+                namespace: e.sup.namespace.clone(),
+                container_id: cid.clone(),
+                exec_id: xid.clone(),
+            })
+            .await;
+        match started {
+            Ok(r) => set_exec(&e, &xid, |x| x.pid = r.into_inner().pid),
+            Err(s) => {
+                let m = s.message().to_string();
+                let code = if m.contains("not found") || m.contains("no such file") {
+                    127
+                } else {
+                    126
+                };
+                set_exec(&e, &xid, |x| {
+                    x.running = false;
+                    x.exit_code = Some(code);
+                });
+                return;
+            }
+        }
+        let status = e
+            .sup
+            .tasks()
+            .wait(pb::WaitTaskRequest {
+                namespace: e.sup.namespace.clone(),
+                container_id: cid.clone(),
+                exec_id: xid.clone(),
+            })
+            .await
+            .map(|r| r.into_inner().exit_status as i64)
+            .unwrap_or(126);
+        set_exec(&e, &xid, |x| {
+            x.running = false;
+            x.exit_code = Some(status);
+        });
+        e.emit_exec_event(&xid, "exec_die");
+        let _ = e
+            .sup
+            .tasks()
+            .delete(pb::DeleteTaskRequest {
+                namespace: e.sup.namespace.clone(),
+                container_id: cid,
+                exec_id: xid,
+                force: false,
+            })
+            .await;
+    };
+    if detach {
+        tokio::spawn(start_and_wait(e2));
+        return Ok(StatusCode::OK.into_response());
+    }
+    let streams = (
+        stdin_on,
+        ex.config["AttachStdout"].as_bool().unwrap_or(true),
+        ex.config["AttachStderr"].as_bool().unwrap_or(true),
+    );
+    let cid = rec.id.clone();
+    let mode = StdinMode::new(true, ex.config["DetachKeys"].as_str())?;
+    Ok(hijack(req, tty, move |sink, stdin| async move {
+        // The stream stays open until the exit code is recorded: clients read it from
+        // GET /exec/{id}/json as soon as the stream ends (docker exec's exit status).
+        let hold = sink.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let e3 = e2.clone();
+        let xid = id.clone();
+        let pumper = tokio::spawn(async move {
+            let r = pump(&e3, &cid, &xid, tty, streams, true, mode, &sink, stdin).await;
+            let _ = tx.send(());
+            r
+        });
+        start_and_wait(e2).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        pumper.abort();
+        drop(hold);
+    }))
+}
+
+pub(crate) async fn exec_resize(
+    State(e): S,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let ex = get_exec(&e, &id)?;
+    resize_pty(&e, &ex.container_id, &id, &q).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub(crate) async fn exec_inspect(State(e): S, Path(id): Path<String>) -> ApiResult<Response> {
+    let ex = get_exec(&e, &id)?;
+    Ok(ok_json(json!({
+        "ID": ex.id,
+        "Running": ex.running,
+        "ExitCode": ex.exit_code,
+        "ProcessConfig": {
+            "tty": ex.config["Tty"].as_bool().unwrap_or(false),
+            "entrypoint": ex.config["Cmd"][0],
+            "arguments": ex.config["Cmd"].as_array().map(|a| a[1..].to_vec()).unwrap_or_default(),
+            "privileged": false,
+            "user": ex.config["User"],
+        },
+        "OpenStdin": ex.config["AttachStdin"].as_bool().unwrap_or(false),
+        "OpenStdout": true,
+        "OpenStderr": true,
+        "CanRemove": false,
+        "ContainerID": ex.container_id,
+        "DetachKeys": "",
+        "Pid": ex.pid,
+    })))
+}

@@ -1,0 +1,81 @@
+//! The container service: records (Docker's Config and HostConfig as stored), their store,
+//! naming, the OCI spec generated from them, and the lifecycle (`service.rs`: create, start,
+//! exit, stop, kill, pause, remove, reconcile after a restart).
+
+mod naming;
+pub mod seccomp;
+mod service;
+mod spec;
+mod store;
+
+pub use naming::{new_id, random_name, valid_name};
+pub use spec::*;
+pub use store::{load, save};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A container's state, in Docker's words.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    /// created, running, paused, restarting, removing, exited, dead
+    pub status: String,
+    pub pid: u32,
+    pub exit_code: i64,
+    pub started_at: String,
+    pub finished_at: String,
+    pub oom_killed: bool,
+    pub error: String,
+}
+
+/// One container, as stored in `<data-root>/containers/<id>/config.v2.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    /// With Docker's leading slash.
+    pub name: String,
+    pub created: String,
+    /// As the client named it.
+    pub image: String,
+    pub image_id: String,
+    pub path: String,
+    pub args: Vec<String>,
+    /// Docker's `Config`, with the image's defaults merged in.
+    pub config: Value,
+    /// Docker's `HostConfig` as given.
+    pub host_config: Value,
+    pub state: State,
+    pub restart_count: u64,
+    pub log_path: PathBuf,
+    /// Bumped at every exit (for `wait?condition=next-exit`).
+    #[serde(default)]
+    pub exits: u64,
+}
+
+impl Record {
+    pub fn tty(&self) -> bool {
+        self.config["Tty"].as_bool().unwrap_or(false)
+    }
+    pub fn running(&self) -> bool {
+        matches!(self.state.status.as_str(), "running" | "paused")
+    }
+    pub fn auto_remove(&self) -> bool {
+        self.host_config["AutoRemove"].as_bool().unwrap_or(false)
+    }
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        self.config["Labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}

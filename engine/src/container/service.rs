@@ -1,0 +1,760 @@
+//! The container lifecycle over the supervisor: create (record, files, rootfs), start, the
+//! exit path, stop, kill, pause, remove, and the reconciliation after a restart.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::supervisor::v1 as pb;
+use berth_proto::types::v1 as types;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::{Record, SpecFiles, State};
+use crate::error::{ApiError, ApiResult};
+use crate::{now, parse_signal, Engine, ZERO_TIME};
+
+/// [`Engine::find`] within the locked map.
+fn find_in<'a>(map: &'a HashMap<String, Record>, key: &str) -> ApiResult<&'a Record> {
+    if let Some(r) = map.get(key) {
+        return Ok(r);
+    }
+    let name = format!("/{}", key.trim_start_matches('/'));
+    if let Some(r) = map.values().find(|r| r.name == name) {
+        return Ok(r);
+    }
+    let mut hits = map
+        .values()
+        .filter(|r| !key.is_empty() && r.id.starts_with(key));
+    match (hits.next(), hits.next()) {
+        (Some(r), None) => Ok(r),
+        (None, _) => Err(ApiError::no_such_container(key)),
+        _ => Err(ApiError::bad_request(format!(
+            "multiple IDs found with provided prefix: {key}"
+        ))),
+    }
+}
+
+impl Engine {
+    /// Every container record, by id.
+    pub fn list(&self) -> Vec<Record> {
+        let mut v: Vec<Record> = self.lock().values().cloned().collect();
+        v.sort_by(|a, b| b.created.cmp(&a.created));
+        v
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
+        self.containers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.config.data_root.join("containers").join(id)
+    }
+
+    /// A container by full id, name (with or without `/`), or unambiguous id prefix.
+    pub fn find(&self, key: &str) -> ApiResult<Record> {
+        find_in(&self.lock(), key).cloned()
+    }
+
+    /// Stores a record (disk first, then memory) and wakes waiters.
+    pub fn put(&self, rec: Record) -> ApiResult<()> {
+        crate::container::save(&self.container_dir(&rec.id), &rec)?;
+        self.lock().insert(rec.id.clone(), rec);
+        self.changes.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Changes a stored record. The read, the change and the write happen under the map's
+    /// lock, so concurrent changes (a start recording its pid, the exit of the same run) never
+    /// overwrite each other with stale copies.
+    pub fn update(&self, id: &str, f: impl FnOnce(&mut Record)) -> ApiResult<Record> {
+        let rec = {
+            let mut map = self.lock();
+            let mut rec = find_in(&map, id)?.clone();
+            f(&mut rec);
+            crate::container::save(&self.container_dir(&rec.id), &rec)?;
+            map.insert(rec.id.clone(), rec.clone());
+            rec
+        };
+        self.notify();
+        Ok(rec)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn notify(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    pub fn attach_started(&self, id: &str) {
+        *self
+            .attaches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default() += 1;
+    }
+
+    pub fn attach_ended(&self, id: &str) {
+        if let Some(n) = self
+            .attaches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(id)
+        {
+            *n = n.saturating_sub(1);
+        }
+        self.notify();
+    }
+
+    fn attach_count(&self, id: &str) -> usize {
+        self.attaches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    // ---- create ------------------------------------------------------------------------
+
+    /// `POST /containers/create`.
+    pub fn create(&self, name: Option<&str>, body: Value) -> ApiResult<Record> {
+        let image_ref = body["Image"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request("config cannot be empty in order to create a container")
+            })?
+            .to_string();
+        let image = self.images.get(&image_ref)?;
+        let id = crate::container::new_id();
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                if !crate::container::valid_name(n) {
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                format!("/{}", n.trim_start_matches('/'))
+            }
+            None => format!("/{}", crate::container::random_name(&id)),
+        };
+        if let Some(other) = self.lock().values().find(|r| r.name == name) {
+            return Err(ApiError::conflict(format!(
+                "Conflict. The container name \"{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                other.id
+            )));
+        }
+        // Merge the image's defaults into the request's Config.
+        let mut config = body.clone();
+        if let Some(obj) = config.as_object_mut() {
+            obj.remove("HostConfig");
+            obj.remove("NetworkingConfig");
+        }
+        let img = &image.raw_config["config"];
+        let given_entry = !config["Entrypoint"].is_null();
+        if !given_entry {
+            config["Entrypoint"] = img["Entrypoint"].clone();
+        }
+        if config["Cmd"].is_null() && !given_entry {
+            config["Cmd"] = img["Cmd"].clone();
+        }
+        let mut env: Vec<Value> = img["Env"].as_array().cloned().unwrap_or_default();
+        for e in config["Env"].as_array().cloned().unwrap_or_default() {
+            let key = e
+                .as_str()
+                .unwrap_or_default()
+                .split('=')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            env.retain(|x| x.as_str().unwrap_or_default().split('=').next() != Some(key.as_str()));
+            env.push(e);
+        }
+        config["Env"] = Value::Array(env);
+        for k in ["WorkingDir", "User", "StopSignal"] {
+            if config[k].as_str().unwrap_or_default().is_empty() && !img[k].is_null() {
+                config[k] = img[k].clone();
+            }
+        }
+        let mut labels = img["Labels"].as_object().cloned().unwrap_or_default();
+        if let Some(l) = config["Labels"].as_object() {
+            labels.extend(l.clone());
+        }
+        config["Labels"] = Value::Object(labels);
+        config["Image"] = json!(image_ref);
+        if config["Hostname"].as_str().unwrap_or_default().is_empty() {
+            config["Hostname"] = json!(&id[..12]);
+        }
+        let mut argv: Vec<String> = Vec::new();
+        for k in ["Entrypoint", "Cmd"] {
+            match &config[k] {
+                Value::Array(a) => {
+                    argv.extend(a.iter().filter_map(|v| v.as_str().map(str::to_string)))
+                }
+                Value::String(s) if !s.is_empty() => argv.push(s.clone()),
+                _ => {}
+            }
+        }
+        if argv.is_empty() {
+            return Err(ApiError::bad_request("No command specified"));
+        }
+        let mut host_config = body["HostConfig"].clone();
+        if host_config.is_null() {
+            host_config = json!({});
+        }
+        if host_config["NetworkMode"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+        {
+            host_config["NetworkMode"] = json!("default");
+        }
+        let nm = host_config["NetworkMode"].as_str().unwrap_or_default();
+        if !["default", "bridge", "none", "host"].contains(&nm) {
+            return Err(ApiError::not_found(format!("network {nm} not found")));
+        }
+        let dir = self.container_dir(&id);
+        std::fs::create_dir_all(&dir)?;
+        let rec = Record {
+            id: id.clone(),
+            name,
+            created: now(),
+            image: image_ref,
+            image_id: image.id.clone(),
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            config,
+            host_config,
+            state: State {
+                status: "created".into(),
+                started_at: ZERO_TIME.into(),
+                finished_at: ZERO_TIME.into(),
+                ..Default::default()
+            },
+            restart_count: 0,
+            log_path: dir.join(format!("{id}-json.log")),
+            exits: 0,
+        };
+        // Validate the spec now, so bad binds or options fail at create as in Docker.
+        self.write_files(&rec)?;
+        let files = self.spec_files(&rec);
+        crate::container::build_spec(&rec, &files.as_spec())?;
+        self.images.prepare_rootfs(&image.id, &id)?;
+        if let Err(e) = self.put(rec.clone()) {
+            let _ = self.images.remove_rootfs(&id);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        self.emit_container(&rec, "create", &[]);
+        Ok(rec)
+    }
+
+    fn write_files(&self, rec: &Record) -> ApiResult<()> {
+        let dir = self.container_dir(&rec.id);
+        let hostname = rec.config["Hostname"].as_str().unwrap_or(rec.short_id());
+        std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+        std::fs::write(
+            dir.join("hosts"),
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+            ),
+        )?;
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let mut resolv: String = host
+            .lines()
+            .filter(|l| {
+                let ns = l.trim_start().strip_prefix("nameserver");
+                !ns.is_some_and(|a| a.trim().starts_with("127.") || a.trim() == "::1")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        if !resolv.contains("nameserver") {
+            resolv.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+        }
+        std::fs::write(dir.join("resolv.conf"), resolv)?;
+        Ok(())
+    }
+
+    fn spec_files(&self, rec: &Record) -> OwnedSpecFiles {
+        let dir = self.container_dir(&rec.id);
+        let init = [
+            "/usr/bin/docker-init",
+            "/usr/bin/tini-static",
+            "/usr/bin/tini",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
+        OwnedSpecFiles {
+            hosts: dir.join("hosts"),
+            hostname: dir.join("hostname"),
+            resolv: dir.join("resolv.conf"),
+            init,
+        }
+    }
+
+    // ---- start / exit ------------------------------------------------------------------
+
+    /// `POST /containers/{id}/start`: creates the supervisor container and task, starts it.
+    pub async fn start(&self, key: &str) -> ApiResult<bool> {
+        let rec = self.find(key)?;
+        if rec.running() {
+            return Ok(false);
+        }
+        let files = self.spec_files(&rec);
+        let spec = crate::container::build_spec(&rec, &files.as_spec())?;
+        let mount = self.images.prepare_rootfs(&rec.image_id, &rec.id)?;
+        let ns = self.sup.namespace.clone();
+        // Leftovers of an earlier run.
+        self.cleanup_task(&rec.id).await;
+        let log_cfg = &rec.host_config["LogConfig"]["Config"];
+        let max_size = log_cfg["max-size"]
+            .as_str()
+            .and_then(crate::container::parse_size)
+            .unwrap_or(self.config.log_max_size);
+        let max_files = log_cfg["max-file"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(self.config.log_max_files);
+        self.sup
+            .containers()
+            .create(pb::CreateContainerRequest {
+                namespace: ns.clone(),
+                container: Some(pb::Container {
+                    id: rec.id.clone(),
+                    image: rec.image.clone(),
+                    spec: serde_json::to_vec(&spec)
+                        .map_err(|e| ApiError::internal(e.to_string()))?,
+                    rootfs: vec![types::Mount {
+                        r#type: mount.kind.clone(),
+                        source: mount.source.clone(),
+                        target: String::new(),
+                        options: mount.options.clone(),
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await?;
+        let open_stdin = rec.config["OpenStdin"].as_bool().unwrap_or(false);
+        let created = self
+            .sup
+            .tasks()
+            .create(pb::CreateTaskRequest {
+                namespace: ns.clone(),
+                container_id: rec.id.clone(),
+                io: Some(types::Io {
+                    stdin: open_stdin,
+                    // As dockerd: on a TTY the end of an attach (detach keys, client gone)
+                    // leaves stdin open; only non-TTY StdinOnce closes it.
+                    stdin_once: rec.config["StdinOnce"].as_bool().unwrap_or(false) && !rec.tty(),
+                    terminal: rec.tty(),
+                    log_path: rec.log_path.to_string_lossy().into_owned(),
+                    log_format: types::LogFormat::Json as i32,
+                    log_max_size: max_size,
+                    log_max_files: max_files,
+                }),
+            })
+            .await;
+        if let Err(e) = created {
+            self.cleanup_task(&rec.id).await;
+            let msg = e.message().to_string();
+            let code = if msg.contains("executable file not found") || msg.contains("no such file")
+            {
+                127
+            } else if msg.contains("permission denied") {
+                126
+            } else {
+                128
+            };
+            self.update(&rec.id, |r| {
+                r.state.status = "created".into();
+                r.state.error = msg.clone();
+                r.state.exit_code = code;
+            })?;
+            return Err(ApiError::bad_request(format!(
+                "failed to create task for container: {msg}"
+            )));
+        }
+        // Marked running before Start: an instant exit is then seen as the exit of this run.
+        let exits = rec.exits;
+        self.update(&rec.id, |r| {
+            r.state = State {
+                status: "running".into(),
+                pid: 0,
+                exit_code: 0,
+                started_at: now(),
+                finished_at: ZERO_TIME.into(),
+                oom_killed: false,
+                error: String::new(),
+            };
+        })?;
+        self.emit_container_id(&rec.id, "start", &[]);
+        let started = self
+            .sup
+            .tasks()
+            .start(pb::StartTaskRequest {
+                namespace: ns,
+                container_id: rec.id.clone(),
+                exec_id: String::new(),
+            })
+            .await;
+        match started {
+            Ok(r) => {
+                let pid = r.into_inner().pid;
+                let _ = self.update(&rec.id, |r| {
+                    if r.exits == exits && r.running() {
+                        r.state.pid = pid;
+                    }
+                });
+            }
+            Err(e) => {
+                let _ = self.update(&rec.id, |r| {
+                    r.state.status = "created".into();
+                    r.state.error = e.message().to_string();
+                });
+                self.cleanup_task(&rec.id).await;
+                return Err(e.into());
+            }
+        }
+        Ok(true)
+    }
+
+    /// Deletes the supervisor task and container of `id` (unmounts its rootfs).
+    async fn cleanup_task(&self, id: &str) {
+        let ns = self.sup.namespace.clone();
+        let _ = self
+            .sup
+            .tasks()
+            .delete(pb::DeleteTaskRequest {
+                namespace: ns.clone(),
+                container_id: id.to_string(),
+                exec_id: String::new(),
+                force: true,
+            })
+            .await;
+        let _ = self
+            .sup
+            .containers()
+            .delete(pb::DeleteContainerRequest {
+                namespace: ns,
+                id: id.to_string(),
+            })
+            .await;
+    }
+
+    /// The init of `id` exited with `status`: record it, clean the task up (after attached
+    /// clients drained the output), remove the container if it asked for that.
+    pub async fn on_exit(self: &Arc<Self>, id: &str, status: u32) {
+        let Ok(rec) = self.update(id, |r| {
+            if r.running() {
+                r.state.status = "exited".into();
+                r.state.exit_code = status as i64;
+                r.state.pid = 0;
+                r.state.finished_at = now();
+                r.exits += 1;
+                self.emit_die(r);
+            }
+        }) else {
+            return;
+        };
+        // attach_ended notifies: no polling delay on the `run --rm` path.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let mut changes = self.subscribe();
+        while self.attach_count(id) > 0 {
+            if !matches!(
+                tokio::time::timeout_at(deadline, changes.changed()).await,
+                Ok(Ok(()))
+            ) {
+                break;
+            }
+        }
+        self.cleanup_task(id).await;
+        if rec.auto_remove() {
+            let _ = self.remove(id, true).await;
+        }
+    }
+
+    /// Follows the supervisor's events for exits and OOMs, reconnecting when the stream breaks.
+    pub async fn watch_events(self: Arc<Self>, ready: tokio::sync::oneshot::Sender<()>) {
+        let mut ready = Some(ready);
+        loop {
+            let sub = self
+                .sup
+                .events()
+                .subscribe(pb::SubscribeRequest {
+                    namespace: self.sup.namespace.clone(),
+                    topics: vec!["/tasks/exit".into(), "/tasks/oom".into()],
+                })
+                .await;
+            if let Some(r) = ready.take() {
+                let _ = r.send(());
+            }
+            if let Ok(stream) = sub {
+                let mut stream = stream.into_inner();
+                while let Ok(Some(ev)) = stream.message().await {
+                    if !ev.exec_id.is_empty() {
+                        continue;
+                    }
+                    match ev.topic.as_str() {
+                        "/tasks/exit" => {
+                            let me = self.clone();
+                            tokio::spawn(async move {
+                                me.on_exit(&ev.container_id, ev.exit_status).await
+                            });
+                        }
+                        "/tasks/oom" => {
+                            self.emit_container_id(&ev.container_id, "oom", &[]);
+                            let _ = self.update(&ev.container_id, |r| r.state.oom_killed = true);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// After a restart: containers recorded as running are checked against the supervisor.
+    pub async fn reconcile(self: &Arc<Self>) {
+        for rec in self.list() {
+            if rec.state.status == "removing" {
+                let _ = self.remove(&rec.id, true).await;
+                continue;
+            }
+            if !rec.running() {
+                continue;
+            }
+            let task = self
+                .sup
+                .tasks()
+                .get(pb::GetTaskRequest {
+                    namespace: self.sup.namespace.clone(),
+                    container_id: rec.id.clone(),
+                    exec_id: String::new(),
+                })
+                .await;
+            match task.map(|t| t.into_inner().process) {
+                Ok(Some(p)) if p.status == types::Status::Stopped as i32 => {
+                    self.on_exit(&rec.id, p.exit_status).await;
+                }
+                Ok(Some(p)) => {
+                    let paused = p.status == types::Status::Paused as i32;
+                    let _ = self.update(&rec.id, |r| {
+                        r.state.status = if paused { "paused" } else { "running" }.into();
+                        r.state.pid = p.pid;
+                    });
+                }
+                _ => self.on_exit(&rec.id, 137).await,
+            }
+        }
+    }
+
+    // ---- signals, stop, remove ---------------------------------------------------------
+
+    pub async fn kill(&self, key: &str, signal: i32) -> ApiResult<()> {
+        let rec = self.find(key)?;
+        if !rec.running() {
+            return Err(ApiError::conflict(format!(
+                "Cannot kill container: {key}: Container {} is not running",
+                rec.id
+            )));
+        }
+        self.sup
+            .tasks()
+            .kill(pb::KillTaskRequest {
+                namespace: self.sup.namespace.clone(),
+                container_id: rec.id.clone(),
+                exec_id: String::new(),
+                signal: signal as u32,
+                all: false,
+            })
+            .await?;
+        self.emit_container(&rec, "kill", &[("signal", signal.to_string())]);
+        Ok(())
+    }
+
+    /// Waits until `cond` holds for the container (or it is gone: `None`).
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        timeout: Option<Duration>,
+        cond: impl Fn(&Record) -> bool,
+    ) -> Option<Record> {
+        let mut rx = self.subscribe();
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            let cur = self.lock().get(id).cloned();
+            match cur {
+                None => return None,
+                Some(r) if cond(&r) => return Some(r),
+                _ => {}
+            }
+            let changed = rx.changed();
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, changed).await.is_err() {
+                        return self.lock().get(id).cloned();
+                    }
+                }
+                None => {
+                    if changed.await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `docker stop`: the stop signal, then SIGKILL after the timeout.
+    pub async fn stop(
+        &self,
+        key: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> ApiResult<bool> {
+        let rec = self.find(key)?;
+        if !rec.running() {
+            return Ok(false);
+        }
+        if rec.state.status == "paused" {
+            let _ = self.resume(&rec.id).await;
+        }
+        let sig_name = signal
+            .map(str::to_string)
+            .or_else(|| rec.config["StopSignal"].as_str().map(str::to_string))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "SIGTERM".into());
+        let sig = parse_signal(&sig_name)
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {sig_name}")))?;
+        let secs = timeout
+            .or_else(|| rec.config["StopTimeout"].as_i64())
+            .unwrap_or(10);
+        let _ = self.kill(&rec.id, sig).await;
+        let exits = rec.exits;
+        let stopped = |r: &Record| r.exits > exits || !r.running();
+        let waited = if secs < 0 {
+            self.wait_for(&rec.id, None, stopped).await
+        } else {
+            self.wait_for(&rec.id, Some(Duration::from_secs(secs as u64)), stopped)
+                .await
+        };
+        if waited.is_some_and(|r| !stopped(&r)) {
+            let _ = self.kill(&rec.id, 9).await;
+            self.wait_for(&rec.id, Some(Duration::from_secs(10)), stopped)
+                .await;
+        }
+        self.emit_container_id(&rec.id, "stop", &[]);
+        Ok(true)
+    }
+
+    pub async fn pause(&self, key: &str) -> ApiResult<()> {
+        let rec = self.find(key)?;
+        if rec.state.status != "running" {
+            return Err(ApiError::conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
+        }
+        self.sup
+            .tasks()
+            .pause(pb::PauseTaskRequest {
+                namespace: self.sup.namespace.clone(),
+                container_id: rec.id.clone(),
+            })
+            .await?;
+        self.update(&rec.id, |r| r.state.status = "paused".into())?;
+        self.emit_container(&rec, "pause", &[]);
+        Ok(())
+    }
+
+    pub async fn resume(&self, key: &str) -> ApiResult<()> {
+        let rec = self.find(key)?;
+        if rec.state.status != "paused" {
+            return Err(ApiError::conflict(format!(
+                "Container {} is not paused",
+                rec.id
+            )));
+        }
+        self.sup
+            .tasks()
+            .resume(pb::ResumeTaskRequest {
+                namespace: self.sup.namespace.clone(),
+                container_id: rec.id.clone(),
+            })
+            .await?;
+        self.update(&rec.id, |r| r.state.status = "running".into())?;
+        self.emit_container(&rec, "unpause", &[]);
+        Ok(())
+    }
+
+    /// `DELETE /containers/{id}`.
+    pub async fn remove(&self, key: &str, force: bool) -> ApiResult<()> {
+        let rec = self.find(key)?;
+        if rec.running() {
+            if !force {
+                let what = if rec.state.status == "paused" {
+                    "cannot remove a paused container"
+                } else {
+                    "container is running: stop the container before removing or force remove"
+                };
+                return Err(ApiError::conflict(format!(
+                    "cannot remove container \"{}\": {what}",
+                    rec.name
+                )));
+            }
+            if rec.state.status == "paused" {
+                let _ = self.resume(&rec.id).await;
+            }
+            let _ = self.kill(&rec.id, 9).await;
+            let exits = rec.exits;
+            self.wait_for(&rec.id, Some(Duration::from_secs(10)), |r| {
+                r.exits > exits || !r.running()
+            })
+            .await;
+        }
+        // Marked first: a crash in the middle finishes the removal on the next start.
+        let _ = self.update(&rec.id, |r| r.state.status = "removing".into());
+        self.cleanup_task(&rec.id).await;
+        self.images.remove_rootfs(&rec.id)?;
+        let dir = self.container_dir(&rec.id);
+        std::fs::remove_dir_all(&dir).or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+        self.lock().remove(&rec.id);
+        self.emit_container(&rec, "destroy", &[]);
+        self.notify();
+        Ok(())
+    }
+
+    /// Whether any container uses the image (for image removal).
+    pub fn image_in_use(&self, image_id: &str) -> bool {
+        self.lock().values().any(|r| r.image_id == image_id)
+    }
+}
+
+struct OwnedSpecFiles {
+    hosts: PathBuf,
+    hostname: PathBuf,
+    resolv: PathBuf,
+    init: Option<PathBuf>,
+}
+
+impl OwnedSpecFiles {
+    fn as_spec(&self) -> SpecFiles<'_> {
+        SpecFiles {
+            hosts: &self.hosts,
+            hostname: &self.hostname,
+            resolv: &self.resolv,
+            init: self.init.as_deref(),
+        }
+    }
+}
