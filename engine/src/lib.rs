@@ -71,7 +71,7 @@ pub struct Engine {
     /// Bumped at every container state change; waiters re-check their condition.
     changes: watch::Sender<u64>,
     /// Live attach streams per container (cleanup waits for them to drain).
-    attaches: Mutex<HashMap<String, usize>>,
+    attaches: Mutex<HashMap<String, container::Attaches>>,
     pub started: chrono::DateTime<chrono::Utc>,
     /// Docker's event stream (`events.rs`).
     pub events: events::EventBus,

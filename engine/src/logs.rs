@@ -1,10 +1,16 @@
-//! Reading containers' json-file logs (written by their shims) for `/containers/{id}/logs`,
-//! and Docker's stream framing.
+//! Reading containers' json-file logs (written by their shims) for `/containers/{id}/logs`:
+//! the files, and following a running container through its shim; Docker's stream framing.
 
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+use berth_proto::types::v1 as types;
 use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::supervisor::Supervisor;
 
 /// Docker's 8-byte header framing: stream (1 stdout, 2 stderr), three zero bytes, BE length.
 pub fn frame(stream: u8, data: &[u8]) -> Bytes {
@@ -134,39 +140,81 @@ pub fn read_all(live: &Path, filter: &Filter) -> (Vec<Entry>, u64) {
     (out, end)
 }
 
-/// New complete lines of the live file from `offset` (starting over when it was rotated).
-pub fn read_from(live: &Path, offset: &mut u64, filter: &Filter) -> Vec<Entry> {
-    let mut out = Vec::new();
-    let Ok(mut file) = std::fs::File::open(live) else {
-        return out;
+/// Follows a running container's log through its shim (`AttachOpen.log_records`): every file
+/// of the rotation as it stands, then each record as the shim writes it, until the
+/// container's output closes. The shim holds the files open and spools what this reader has
+/// not taken yet, so no rotation opens a gap, however fast the container writes. `Ok(false)`:
+/// the container has no task any more and its files hold everything.
+pub async fn follow(
+    sup: &Supervisor,
+    id: &str,
+    filter: &Filter,
+    tty: bool,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    progress: impl Fn(),
+) -> Result<bool, tonic::Status> {
+    let (req_tx, req_rx) = mpsc::channel(1);
+    let open = types::AttachRequest {
+        msg: Some(types::attach_request::Msg::Open(types::AttachOpen {
+            namespace: sup.namespace.clone(),
+            container_id: id.to_string(),
+            stdout: true,
+            stderr: true,
+            log_records: true,
+            ..Default::default()
+        })),
     };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if len < *offset {
-        *offset = 0; // rotated
+    if req_tx.send(open).await.is_err() {
+        return Err(tonic::Status::internal("attach request channel closed"));
     }
-    if file.seek(SeekFrom::Start(*offset)).is_err() {
-        return out;
-    }
-    let mut r = BufReader::new(file);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match r.read_line(&mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if !line.ends_with('\n') {
-                    break;
+    let mut stream = match sup.tasks().attach(ReceiverStream::new(req_rx)).await {
+        Ok(s) => s.into_inner(),
+        Err(s) if s.code() == tonic::Code::NotFound => return Ok(false),
+        Err(s) => return Err(s),
+    };
+    // The replay is gathered first when only its last lines are wanted.
+    let mut replay: Option<VecDeque<Entry>> = Some(VecDeque::new());
+    let mut buf: Vec<u8> = Vec::new();
+    let send = |e: &Entry| tx.send(Ok(filter.render(e, tty)));
+    while let Some(msg) = stream.message().await? {
+        if msg.data.is_empty() {
+            for e in replay.take().into_iter().flatten() {
+                if send(&e).await.is_err() {
+                    return Ok(true);
                 }
-                *offset += n as u64;
-                if let Some(e) = parse_line(line.trim_end()) {
-                    if filter.wants(&e) {
-                        out.push(e);
+            }
+            continue;
+        }
+        buf.extend_from_slice(&msg.data);
+        let mut start = 0;
+        while let Some(n) = buf[start..].iter().position(|b| *b == b'\n') {
+            let line = &buf[start..start + n];
+            start += n + 1;
+            let Some(e) = std::str::from_utf8(line).ok().and_then(parse_line) else {
+                continue;
+            };
+            if !filter.wants(&e) {
+                continue;
+            }
+            match &mut replay {
+                Some(r) => {
+                    r.push_back(e);
+                    if filter.tail.is_some_and(|t| r.len() > t) {
+                        r.pop_front();
+                    }
+                }
+                None => {
+                    if send(&e).await.is_err() {
+                        return Ok(true);
                     }
                 }
             }
         }
+        buf.drain(..start);
+        progress();
     }
-    out
+    drop(req_tx);
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -219,7 +267,5 @@ mod tests {
             ..all.clone()
         };
         assert_eq!(read_all(&p, &f).0.len(), 2);
-        let mut off = end;
-        assert!(read_from(&p, &mut off, &all).is_empty());
     }
 }

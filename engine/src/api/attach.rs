@@ -192,6 +192,7 @@ pub(crate) async fn pump(
         if sink.send(b).await.is_err() {
             break;
         }
+        e.attach_progress(id);
     }
     drop(req_tx);
     Ok(())

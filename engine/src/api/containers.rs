@@ -700,7 +700,7 @@ pub(crate) async fn container_logs(
     Query(q): Q,
 ) -> ApiResult<Response> {
     let rec = e.find(&id)?;
-    let mut f = Filter {
+    let f = Filter {
         stdout: qbool(&q, "stdout"),
         stderr: qbool(&q, "stderr"),
         since: q
@@ -727,43 +727,32 @@ pub(crate) async fn container_logs(
         "application/vnd.docker.multiplexed-stream"
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    let path = rec.log_path.clone();
     tokio::spawn(async move {
-        let (entries, mut offset) = {
-            let f2 = f.clone();
-            let p = path.clone();
-            tokio::task::spawn_blocking(move || logs::read_all(&p, &f2))
-                .await
-                .unwrap_or_default()
-        };
-        for en in &entries {
-            if tx.send(Ok(f.render(en, tty))).await.is_err() {
-                return;
-            }
-        }
-        if !follow {
-            return;
-        }
-        f.tail = None;
-        let mut rx = e.subscribe();
-        loop {
-            for en in logs::read_from(&path, &mut offset, &f) {
-                if tx.send(Ok(f.render(&en, tty))).await.is_err() {
+        if follow && rec.running() {
+            // A follower counts as an attached client: the exit path lets it drain before
+            // the shim, which spools what it has not read yet, goes away.
+            e.attach_started(&rec.id);
+            let progress = || e.attach_progress(&rec.id);
+            let followed = logs::follow(&e.sup, &rec.id, &f, tty, &tx, progress).await;
+            e.attach_ended(&rec.id);
+            match followed {
+                Ok(true) => return,
+                // No task any more: what it wrote is all in the files.
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(container_id = %rec.id, error = %err, "logs follow ended");
                     return;
                 }
             }
-            let running = e.find(&rec.id).is_ok_and(|r| r.running());
-            if !running {
-                // Last lines written before the exit.
-                for en in logs::read_from(&path, &mut offset, &f) {
-                    let _ = tx.send(Ok(f.render(&en, tty))).await;
-                }
+        }
+        let path = rec.log_path.clone();
+        let f2 = f.clone();
+        let entries = tokio::task::spawn_blocking(move || logs::read_all(&path, &f2).0)
+            .await
+            .unwrap_or_default();
+        for en in &entries {
+            if tx.send(Ok(f.render(en, tty))).await.is_err() {
                 return;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = rx.changed() => {}
-                _ = tx.closed() => return,
             }
         }
     });

@@ -5,6 +5,7 @@
 mod naming;
 pub mod seccomp;
 mod service;
+pub use service::Attaches;
 mod spec;
 mod store;
 

@@ -15,6 +15,18 @@ use super::{Record, SpecFiles, State};
 use crate::error::{ApiError, ApiResult};
 use crate::{now, parse_signal, Engine, ZERO_TIME};
 
+/// How long the exit path waits for an attached client that reads nothing.
+const ATTACH_STALL: Duration = Duration::from_secs(3);
+
+/// The attach streams of one container.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Attaches {
+    /// Streams open.
+    live: usize,
+    /// Chunks delivered in all (progress of the drain at exit).
+    delivered: u64,
+}
+
 /// [`Engine::find`] within the locked map.
 fn find_in<'a>(map: &'a HashMap<String, Record>, key: &str) -> ApiResult<&'a Record> {
     if let Some(r) = map.get(key) {
@@ -89,34 +101,38 @@ impl Engine {
         self.changes.send_modify(|n| *n += 1);
     }
 
-    pub fn attach_started(&self, id: &str) {
-        *self
-            .attaches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(id.to_string())
-            .or_default() += 1;
+    fn attaches(&self) -> std::sync::MutexGuard<'_, HashMap<String, Attaches>> {
+        self.attaches.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// An attach stream of `id` begins (the exit path waits for it to drain).
+    pub fn attach_started(&self, id: &str) {
+        self.attaches().entry(id.to_string()).or_default().live += 1;
+    }
+
+    /// An attach stream of `id` delivered output to its client.
+    pub fn attach_progress(&self, id: &str) {
+        if let Some(a) = self.attaches().get_mut(id) {
+            a.delivered += 1;
+        }
+    }
+
+    /// An attach stream of `id` ended.
     pub fn attach_ended(&self, id: &str) {
-        if let Some(n) = self
-            .attaches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(id)
         {
-            *n = n.saturating_sub(1);
+            let mut map = self.attaches();
+            if let Some(a) = map.get_mut(id) {
+                a.live = a.live.saturating_sub(1);
+                if a.live == 0 {
+                    map.remove(id);
+                }
+            }
         }
         self.notify();
     }
 
-    fn attach_count(&self, id: &str) -> usize {
-        self.attaches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .copied()
-            .unwrap_or(0)
+    fn attach_state(&self, id: &str) -> Attaches {
+        self.attaches().get(id).copied().unwrap_or_default()
     }
 
     // ---- create ------------------------------------------------------------------------
@@ -462,16 +478,23 @@ impl Engine {
         }) else {
             return;
         };
-        // attach_ended notifies: no polling delay on the `run --rm` path.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        // Attached clients get every byte before the task (and its shim, which holds the
+        // output) goes: wait while they drain, for as long as they make progress. Only a
+        // client that stops reading for ATTACH_STALL is left behind. attach_ended notifies,
+        // so the `run --rm` path has no polling delay.
         let mut changes = self.subscribe();
-        while self.attach_count(id) > 0 {
-            if !matches!(
-                tokio::time::timeout_at(deadline, changes.changed()).await,
-                Ok(Ok(()))
-            ) {
+        let mut seen = self.attach_state(id);
+        let mut idle_since = tokio::time::Instant::now();
+        while seen.live > 0 {
+            let _ = tokio::time::timeout(Duration::from_millis(200), changes.changed()).await;
+            let now = self.attach_state(id);
+            if now.delivered != seen.delivered {
+                idle_since = tokio::time::Instant::now();
+            } else if idle_since.elapsed() >= ATTACH_STALL {
+                tracing::warn!(container_id = %id, "attached client stopped reading: cleaning up");
                 break;
             }
+            seen = now;
         }
         self.cleanup_task(id).await;
         if rec.auto_remove() {
