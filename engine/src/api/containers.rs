@@ -409,16 +409,13 @@ pub(crate) async fn container_wait(
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     tokio::spawn(async move {
         let exits = rec.exits;
-        let code = match cond.as_str() {
-            "next-exit" => e
-                .wait_for(&rec.id, None, |r| r.exits > exits)
-                .await
-                .map(|r| r.state.exit_code),
+        let ended = match cond.as_str() {
+            "next-exit" => e.wait_for(&rec.id, None, |r| r.exits > exits).await,
             "removed" => {
-                let mut last = rec.state.exit_code;
+                let mut last = rec.clone();
                 let mut rx = e.subscribe();
                 while let Ok(r) = e.find(&rec.id) {
-                    last = r.state.exit_code;
+                    last = r;
                     tokio::select! {
                         c = rx.changed() => if c.is_err() { break },
                         _ = tx.closed() => return,
@@ -426,13 +423,12 @@ pub(crate) async fn container_wait(
                 }
                 Some(last)
             }
-            _ => e
-                .wait_for(&rec.id, None, |r| !r.running())
-                .await
-                .map(|r| r.state.exit_code),
+            _ => e.wait_for(&rec.id, None, |r| !r.running()).await,
         };
-        let code = code.unwrap_or(rec.state.exit_code);
-        let body = json!({"StatusCode": code, "Error": null}).to_string();
+        // A failed start ends the wait too (it counts as an exit); its reason went to the
+        // start call, so Error stays null, as dockerd answers (the docker CLI would print it).
+        let last = ended.unwrap_or(rec);
+        let body = json!({"StatusCode": last.state.exit_code, "Error": null}).to_string();
         let _ = tx.send(Ok(Bytes::from(format!("{body}\n")))).await;
     });
     Ok(Response::builder()

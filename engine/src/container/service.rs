@@ -317,11 +317,52 @@ impl Engine {
     // ---- start / exit ------------------------------------------------------------------
 
     /// `POST /containers/{id}/start`: creates the supervisor container and task, starts it.
-    pub async fn start(&self, key: &str) -> ApiResult<bool> {
+    ///
+    /// A start that fails leaves the container created, with the runtime's reason in its
+    /// State.Error and dockerd's exit code (127 not found, 126 not executable, 128 other);
+    /// it counts as an exit, so waiters (wait, attach) end, and an auto-remove container is
+    /// removed before the error is answered, as dockerd does.
+    pub async fn start(self: &Arc<Self>, key: &str) -> ApiResult<bool> {
         let rec = self.find(key)?;
         if rec.running() {
             return Ok(false);
         }
+        let err = match self.start_task(&rec).await {
+            Ok(()) => return Ok(true),
+            Err(err) => err,
+        };
+        let msg = err.message.clone();
+        let code = if msg.contains("executable file not found")
+            || msg.contains("no such file")
+            || msg.contains("not found")
+        {
+            127
+        } else if msg.contains("permission denied") || msg.contains("is a directory") {
+            126
+        } else {
+            128
+        };
+        if let Ok(r) = self.update(&rec.id, |r| {
+            r.state.status = "created".into();
+            r.state.pid = 0;
+            r.state.error = msg.clone();
+            r.state.exit_code = code;
+            r.state.finished_at = now();
+            r.exits += 1;
+        }) {
+            self.emit_die(&r);
+        }
+        if rec.auto_remove() {
+            if let Err(e) = self.remove(&rec.id, true).await {
+                tracing::warn!(container_id = %rec.id, error = %e, "remove after failed start");
+            }
+        }
+        Err(err)
+    }
+
+    /// The work of [`Engine::start`]: spec, rootfs, supervisor container and task, Start.
+    async fn start_task(&self, rec: &Record) -> ApiResult<()> {
+        let rec = rec.clone();
         let files = self.spec_files(&rec);
         let spec = crate::container::build_spec(&rec, &files.as_spec())?;
         let mount = self.images.prepare_rootfs(&rec.image_id, &rec.id)?;
@@ -378,22 +419,9 @@ impl Engine {
             .await;
         if let Err(e) = created {
             self.cleanup_task(&rec.id).await;
-            let msg = e.message().to_string();
-            let code = if msg.contains("executable file not found") || msg.contains("no such file")
-            {
-                127
-            } else if msg.contains("permission denied") {
-                126
-            } else {
-                128
-            };
-            self.update(&rec.id, |r| {
-                r.state.status = "created".into();
-                r.state.error = msg.clone();
-                r.state.exit_code = code;
-            })?;
             return Err(ApiError::bad_request(format!(
-                "failed to create task for container: {msg}"
+                "failed to create task for container: {}",
+                e.message()
             )));
         }
         // Marked running before Start: an instant exit is then seen as the exit of this run.
@@ -429,15 +457,11 @@ impl Engine {
                 });
             }
             Err(e) => {
-                let _ = self.update(&rec.id, |r| {
-                    r.state.status = "created".into();
-                    r.state.error = e.message().to_string();
-                });
                 self.cleanup_task(&rec.id).await;
                 return Err(e.into());
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Deletes the supervisor task and container of `id` (unmounts its rootfs).
