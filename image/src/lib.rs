@@ -22,6 +22,7 @@ mod changes;
 mod error;
 mod fsutil;
 mod registry_store;
+pub mod rootfs;
 mod store;
 
 pub use error::{Error, Result};

@@ -73,6 +73,7 @@ pub(crate) fn exec_process(e: &Engine, rec: &Record, cfg: &Value) -> ApiResult<V
         hostname: &dir.join("hostname"),
         resolv: &dir.join("resolv.conf"),
         init: None,
+        user: None,
     };
     let mut r2 = rec.clone();
     r2.host_config["Init"] = json!(false);
@@ -88,12 +89,16 @@ pub(crate) fn exec_process(e: &Engine, rec: &Record, cfg: &Value) -> ApiResult<V
     if let Some(w) = cfg["WorkingDir"].as_str().filter(|w| !w.is_empty()) {
         p["cwd"] = json!(w);
     }
-    if let Some(u) = cfg["User"].as_str().filter(|u| !u.is_empty()) {
-        let (user, group) = u.split_once(':').unwrap_or((u, ""));
-        let uid: u32 = user.parse().unwrap_or(0);
-        let gid: u32 = group.parse().unwrap_or(uid);
-        p["user"] = json!({"uid": uid, "gid": gid});
-    }
+    // The exec's user (its own -u, else the container's), resolved in the container's files.
+    let spec = cfg["User"]
+        .as_str()
+        .filter(|u| !u.is_empty())
+        .or_else(|| rec.config["User"].as_str())
+        .unwrap_or("");
+    let mount = e.images.prepare_rootfs(&rec.image_id, &rec.id)?;
+    let layers = berth_image::rootfs::RootfsLayers::from_mount(&mount);
+    let user = crate::container::resolve_user(&layers, rec, spec)?;
+    p["user"] = json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids});
     Ok(p)
 }
 

@@ -5,13 +5,15 @@
 mod naming;
 pub mod seccomp;
 mod service;
-pub use service::Attaches;
+pub use service::{resolve_user, Attaches};
 mod spec;
 mod store;
+mod user;
 
 pub use naming::{new_id, random_name, valid_name};
 pub use spec::*;
 pub use store::{load, save};
+pub use user::ExecUser;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

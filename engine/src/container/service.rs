@@ -15,6 +15,29 @@ use super::{Record, SpecFiles, State};
 use crate::error::{ApiError, ApiResult};
 use crate::{now, parse_signal, Engine, ZERO_TIME};
 
+/// The container's user for `spec` (`-u` or an exec's `-u`), with its `--group-add`, from
+/// the rootfs's own passwd and group files.
+pub fn resolve_user(
+    layers: &berth_image::rootfs::RootfsLayers,
+    rec: &Record,
+    spec: &str,
+) -> ApiResult<super::ExecUser> {
+    let group_add: Vec<String> = rec.host_config["GroupAdd"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.as_str().map(str::to_string))
+        .collect();
+    let passwd = layers
+        .read_file("/etc/passwd")
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let group = layers
+        .read_file("/etc/group")
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    super::user::resolve(spec, &group_add, passwd.as_deref(), group.as_deref())
+        .map_err(ApiError::bad_request)
+}
+
 /// How long the exit path waits for an attached client that reads nothing.
 const ATTACH_STALL: Duration = Duration::from_secs(3);
 
@@ -363,9 +386,26 @@ impl Engine {
     /// The work of [`Engine::start`]: spec, rootfs, supervisor container and task, Start.
     async fn start_task(&self, rec: &Record) -> ApiResult<()> {
         let rec = rec.clone();
-        let files = self.spec_files(&rec);
-        let spec = crate::container::build_spec(&rec, &files.as_spec())?;
         let mount = self.images.prepare_rootfs(&rec.image_id, &rec.id)?;
+        let layers = berth_image::rootfs::RootfsLayers::from_mount(&mount);
+        let user = resolve_user(&layers, &rec, rec.config["User"].as_str().unwrap_or(""))?;
+        // A missing working directory is made, as dockerd does; owned by the container's
+        // user so that it can write there.
+        let cwd = rec.config["WorkingDir"].as_str().unwrap_or_default();
+        if !cwd.is_empty() && cwd != "/" && !layers.is_dir(cwd) {
+            let scratch = self.container_dir(&rec.id).join("mnt");
+            let (m, c, u, g) = (mount.clone(), cwd.to_string(), user.uid, user.gid);
+            tokio::task::spawn_blocking(move || {
+                berth_image::rootfs::mkdir_all(&m, &scratch, &c, u, g)
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::bad_request(format!("create working directory {cwd}: {e}")))?;
+        }
+        let files = self.spec_files(&rec);
+        let mut files = files.as_spec();
+        files.user = Some(&user);
+        let spec = crate::container::build_spec(&rec, &files)?;
         let ns = self.sup.namespace.clone();
         // Leftovers of an earlier run.
         self.cleanup_task(&rec.id).await;
@@ -802,6 +842,7 @@ impl OwnedSpecFiles {
             hostname: &self.hostname,
             resolv: &self.resolv,
             init: self.init.as_deref(),
+            user: None,
         }
     }
 }

@@ -135,6 +135,9 @@ pub struct SpecFiles<'a> {
     pub hostname: &'a Path,
     pub resolv: &'a Path,
     pub init: Option<&'a Path>,
+    /// The user resolved from the rootfs's passwd and group files (at start); `None` at
+    /// create, where only the spec's shape is checked.
+    pub user: Option<&'a super::ExecUser>,
 }
 
 /// The OCI runtime spec of a container, as Docker builds it.
@@ -176,7 +179,23 @@ pub fn build_spec(rec: &Record, files: &SpecFiles<'_>) -> Result<Value, ApiError
     if rec.tty() && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".into());
     }
-    let (uid, gid) = parse_user(c["User"].as_str().unwrap_or(""));
+    let numeric;
+    let user = match files.user {
+        Some(u) => u,
+        None => {
+            let (uid, gid) = parse_user(c["User"].as_str().unwrap_or(""));
+            numeric = super::ExecUser {
+                uid,
+                gid,
+                additional_gids: Vec::new(),
+                home: "/".into(),
+            };
+            &numeric
+        }
+    };
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
     let caps = capabilities(h);
     // Only what the request asks for: raising a hard limit needs CAP_SYS_RESOURCE, which some
     // hosts' bounding sets lack.
@@ -191,15 +210,25 @@ pub fn build_spec(rec: &Record, files: &SpecFiles<'_>) -> Result<Value, ApiError
     }
     let mut process = json!({
         "terminal": rec.tty(),
-        "user": {"uid": uid, "gid": gid},
+        "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids},
         "args": args,
         "env": env,
         "cwd": c["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or("/"),
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "rlimits": rlimits,
-        "noNewPrivileges": h["SecurityOpt"].as_array().into_iter().flatten()
-            .any(|o| o.as_str().is_some_and(|s| s.starts_with("no-new-privileges") && !s.ends_with("false"))),
     });
+    // Off unless asked for, as in Docker (setuid binaries work). The key is left out rather
+    // than set false: libcontainer 0.7 loads seccomp before dropping capabilities only when
+    // it is absent, and after (which the kernel refuses without no_new_privs) when present.
+    let no_new_privs = h["SecurityOpt"].as_array().into_iter().flatten().any(|o| {
+        o.as_str().is_some_and(|s| {
+            let v = s.replacen(':', "=", 1);
+            v == "no-new-privileges" || v == "no-new-privileges=true"
+        })
+    });
+    if no_new_privs {
+        process["noNewPrivileges"] = json!(true);
+    }
     if !privileged {
         process["oomScoreAdj"] = json!(0);
     }
@@ -382,9 +411,6 @@ pub fn build_spec(rec: &Record, files: &SpecFiles<'_>) -> Result<Value, ApiError
         });
         if !unconfined {
             linux["seccomp"] = super::seccomp::default_profile(&caps);
-            // libcontainer 0.7 loads the filter after dropping capabilities, which the kernel
-            // allows only with no_new_privs; Docker leaves it off. Known gap (see README).
-            process["noNewPrivileges"] = json!(true);
         }
     }
     let hostname = c["Hostname"]
@@ -401,7 +427,7 @@ pub fn build_spec(rec: &Record, files: &SpecFiles<'_>) -> Result<Value, ApiError
     }))
 }
 
-/// `uid[:gid]` numbers; names resolve to 0 for now (a later issue reads /etc/passwd).
+/// `uid[:gid]` numbers, for the create-time check (names resolve at start, see `user.rs`).
 fn parse_user(u: &str) -> (u32, u32) {
     let (user, group) = u.split_once(':').unwrap_or((u, ""));
     let uid = user.parse().unwrap_or(0);
