@@ -169,11 +169,8 @@ pub(crate) async fn image_create(State(e): S, Query(q): Q, req: Request) -> ApiR
         (false, true) => Some(repo),
         (false, false) => Some(format!("{repo}:{tag}")),
     };
-    let changes: Vec<String> = q
-        .iter()
-        .filter(|(k, _)| k.as_str() == "changes")
-        .map(|(_, v)| v.clone())
-        .collect();
+    // `changes` repeats (one per --change): the map of the query keeps only the last.
+    let changes = query_values(req.uri(), "changes");
     let opts = berth_image::ImportOptions {
         reference,
         changes,
@@ -186,6 +183,17 @@ pub(crate) async fn image_create(State(e): S, Query(q): Q, req: Request) -> ApiR
     let img = blocking(move || Ok(store.import(reader, &opts)?)).await?;
     e.emit_image_event("import", &img.id, &img.id);
     Ok(ok_json(json!({"status": img.id})))
+}
+
+/// Every value of a repeated query parameter, decoded (`+` is a space, as Go encodes).
+pub(crate) fn query_values(uri: &Uri, key: &str) -> Vec<String> {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .filter(|(k, _)| percent_decode(k) == key)
+        .map(|(_, v)| percent_decode(v))
+        .collect()
 }
 
 pub(crate) async fn image_load(State(e): S, Query(q): Q, req: Request) -> ApiResult<Response> {
@@ -396,5 +404,12 @@ mod tests {
         assert!(reference_matches("x/*:v1", "x/tag:v1"));
         assert!(!reference_matches("x/*:v1", "x/busybox:latest"));
         assert_eq!(percent_decode("a%2Fb%3Ac"), "a/b:c");
+        let u: Uri = "/images/create?fromSrc=-&changes=CMD+%5B%22echo%22%5D&changes=ENV+A%3D1+2"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            query_values(&u, "changes"),
+            vec!["CMD [\"echo\"]".to_string(), "ENV A=1 2".to_string()]
+        );
     }
 }
