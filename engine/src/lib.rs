@@ -18,6 +18,7 @@ pub mod supervisor;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use berth_image::ImageStore;
@@ -146,6 +147,9 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = ready_rx.await;
     engine.reconcile().await;
     let result = api::serve(engine.clone(), &config.hosts).await;
+    // Stopping berthd stops the supervisor it started; containers keep running in their
+    // shims and are found again at the next start.
+    engine.sup.stop_owned(Duration::from_secs(15)).await;
     if let Some(p) = &config.pidfile {
         let _ = std::fs::remove_file(p);
     }

@@ -18,6 +18,9 @@ pub struct Supervisor {
     channel: Channel,
     /// The supervisor namespace berthd's containers live in.
     pub namespace: String,
+    /// The pid of the supervisor berthd started (now or in an earlier run, found by its pid
+    /// file under the exec root); `None` for one given with `--supervisor`.
+    owned: Option<u32>,
 }
 
 impl Supervisor {
@@ -30,6 +33,37 @@ impl Supervisor {
     pub fn events(&self) -> EventsClient<Channel> {
         EventsClient::new(self.channel.clone())
     }
+
+    /// Stops the supervisor berthd started (SIGTERM, SIGKILL after `grace`); its shims and
+    /// containers keep running and are adopted by the next one. One given with
+    /// `--supervisor` is left alone.
+    pub async fn stop_owned(&self, grace: Duration) {
+        let Some(pid) = self.owned.filter(|p| is_supervisor(*p)) else {
+            return;
+        };
+        let target = nix::unistd::Pid::from_raw(pid as i32);
+        tracing::info!(pid, "stopping berth-supervisor");
+        let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+        let deadline = tokio::time::Instant::now() + grace;
+        while is_supervisor(pid) {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(pid, "berth-supervisor did not stop in time: killing it");
+                let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Whether `pid` is a live (not zombie) berth-supervisor process.
+fn is_supervisor(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    !zombie && String::from_utf8_lossy(&cmd).contains("berth-supervisor")
 }
 
 async fn connect(path: &Path) -> Result<Channel> {
@@ -76,14 +110,21 @@ pub async fn start_or_connect(
         return Ok(Supervisor {
             channel,
             namespace: ns,
+            owned: None,
         });
     }
     let sock = exec_root.join("supervisor.sock");
+    let pidfile = exec_root.join("supervisor.pid");
     if let Ok(channel) = connect(&sock).await {
-        tracing::info!(socket = %sock.display(), "using the running supervisor");
+        // Ours, left by a berthd that was killed: it is stopped with this one.
+        let owned = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        tracing::info!(socket = %sock.display(), pid = ?owned, "using the running supervisor");
         return Ok(Supervisor {
             channel,
             namespace: ns,
+            owned,
         });
     }
     let log = data_root.join("supervisor.log");
@@ -116,7 +157,11 @@ pub async fn start_or_connect(
     let child = cmd
         .spawn()
         .with_context(|| format!("start {}", supervisor_binary().display()))?;
-    tracing::info!(pid = child.id(), socket = %sock.display(), "started berth-supervisor");
+    let pid = child.id();
+    tracing::info!(pid, socket = %sock.display(), "started berth-supervisor");
+    if let Err(e) = std::fs::write(&pidfile, format!("{pid}\n")) {
+        tracing::warn!(error = %e, path = %pidfile.display(), "write supervisor pid file");
+    }
     // Reap it in the background if it ever exits while we run.
     std::thread::spawn(move || {
         let mut child = child;
@@ -127,6 +172,7 @@ pub async fn start_or_connect(
             return Ok(Supervisor {
                 channel,
                 namespace: ns,
+                owned: Some(pid),
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -50,6 +50,15 @@ use self::version::strip_version;
 pub use self::version::{API_VERSION, MIN_API_VERSION};
 
 type S = State<Arc<Engine>>;
+
+/// Docker's 404 for a path it does not serve, answered after the request's body is read: a
+/// client still sending it would otherwise see the connection close (a broken pipe) instead
+/// of the answer.
+async fn unknown_endpoint(req: Request) -> ApiError {
+    let mut body = req.into_body().into_data_stream();
+    while let Some(Ok(_)) = body.next().await {}
+    ApiError::not_found("page not found")
+}
 type Q = Query<HashMap<String, String>>;
 
 fn common_headers(h: &mut HeaderMap) {
@@ -105,7 +114,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
                 .post(image_post_dispatch)
                 .delete(image_remove),
         )
-        .fallback(|| async { ApiError::not_found("page not found") })
+        .fallback(unknown_endpoint)
         .with_state(engine)
 }
 
