@@ -233,6 +233,14 @@ impl CliEnv {
         Ok(())
     }
 
+    /// Stops berthd with SIGTERM (SIGKILL after `grace`), as a service manager does.
+    pub fn stop_daemon(&mut self, grace: Duration) -> Result<()> {
+        let d = self.daemon.take().context("no daemon of our own to stop")?;
+        let status = d.stop(grace)?;
+        anyhow::ensure!(status.success(), "berthd ended with {status} on SIGTERM");
+        Ok(())
+    }
+
     /// Starts berthd again with the same flags and dirs, after [`CliEnv::kill_daemon`], and
     /// waits until it serves `/_ping`.
     pub fn restart_daemon(&mut self) -> Result<()> {

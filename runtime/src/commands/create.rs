@@ -108,10 +108,13 @@ fn runc_exec_error(err: &anyhow::Error, prepared: &PreparedBundle) -> Option<Str
             .unwrap_or_default()
     };
     if text.contains("not found in $PATH") {
-        return Some(format!(
-            "exec: {:?}: executable file not found in $PATH",
-            arg0()
-        ));
+        let arg0 = arg0();
+        // runc: a path is stat'ed, a bare name is looked up in $PATH.
+        return Some(if arg0.contains('/') {
+            format!("exec: {arg0:?}: stat {arg0}: no such file or directory")
+        } else {
+            format!("exec: {arg0:?}: executable file not found in $PATH")
+        });
     }
     // libcontainer: "executable '<path>' at path '<path>' does not have correct permissions"
     // (not executable, or a directory); runc says "permission denied" (docker: exit 126).
