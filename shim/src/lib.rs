@@ -13,6 +13,7 @@
 //! (keeps the resident set small).
 #![warn(missing_docs)]
 
+pub mod conns;
 pub mod console;
 pub mod error;
 pub mod exit;
@@ -228,23 +229,34 @@ async fn serve_async(cfg: Config) -> anyhow::Result<()> {
     );
     let shim = service::Shim::new(cfg, reaper);
     trim::spawn_trimmer(shim.activity());
+    let conns = conns::Conns::new();
     let server = tonic::transport::Server::builder()
         .initial_stream_window_size(Some(256 * 1024))
         .initial_connection_window_size(Some(512 * 1024))
         .add_service(TaskServer::new(service::TaskService::new(shim.clone())))
-        .serve_with_incoming(UnixListenerStream::new(listener));
+        .serve_with_incoming(conns.count(UnixListenerStream::new(listener)));
     let result = tokio::select! {
         r = server => r.context("serve"),
-        _ = shim.shutdown_requested() => {
+        _ = async {
+            shim.shutdown_requested().await;
+            // Readers of the output (attach, logs -f) finish first, still served, and their
+            // clients take what is queued for them (they close the connection then).
+            shim.readers_done(READERS_GRACE).await;
+            conns.closed(CONNS_GRACE).await;
             // Let the Shutdown response reach the client before the process goes.
             tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok(())
-        }
+        } => Ok(()),
     };
     let _ = fs::remove_file(&sock);
     tracing::info!("shim exiting");
     result
 }
+
+/// How long a shim asked to shut down keeps serving readers that are still receiving output.
+const READERS_GRACE: Duration = Duration::from_secs(30);
+
+/// How long a shim whose readers are done waits for its clients to hang up.
+const CONNS_GRACE: Duration = Duration::from_secs(2);
 
 /// What `berth-shim delete` prints.
 #[derive(Debug, serde::Serialize)]

@@ -54,6 +54,8 @@ pub struct Shim {
     shutdown: watch::Sender<bool>,
     console_seq: AtomicU32,
     activity: Arc<tokio::sync::Notify>,
+    /// Attach streams and log followers still sending: a shutdown lets them finish first.
+    readers: Arc<watch::Sender<usize>>,
 }
 
 #[derive(Debug, Default)]
@@ -82,7 +84,21 @@ impl Shim {
             shutdown: watch::channel(false).0,
             console_seq: AtomicU32::new(0),
             activity: Arc::new(tokio::sync::Notify::new()),
+            readers: Arc::new(watch::channel(0).0),
         })
+    }
+
+    /// Waits until every attach stream and log follower has sent all it had (at most
+    /// `grace`): the output they carry lives only here once the container is deleted, and a
+    /// client may read it after removing the container (docker-py's `run` does).
+    pub async fn readers_done(&self, grace: Duration) {
+        let mut rx = self.readers.subscribe();
+        let _ = tokio::time::timeout(grace, rx.wait_for(|n| *n == 0)).await;
+    }
+
+    fn reader_started(&self) -> ReaderGuard {
+        self.readers.send_modify(|n| *n += 1);
+        ReaderGuard(Arc::clone(&self.readers))
     }
 
     /// Poked after every RPC (see [`crate::trim`]).
@@ -572,10 +588,7 @@ impl Shim {
     }
 
     /// Wires an Attach stream: output (replay, then live) out, stdin in.
-    async fn attach(
-        &self,
-        mut inbound: Streaming<AttachRequest>,
-    ) -> Result<ReceiverStream<Result<AttachResponse, Status>>, Status> {
+    async fn attach(&self, mut inbound: Streaming<AttachRequest>) -> Result<ReaderStream, Status> {
         let open = match inbound.message().await? {
             Some(AttachRequest {
                 msg: Some(Msg::Open(o)),
@@ -589,10 +602,17 @@ impl Shim {
         };
         let proc = self.get(&open.exec_id)?;
         let (tx, rx) = mpsc::channel(16);
+        let guard = self.reader_started();
         if open.log_records {
             let follow = proc.output.follow();
             tokio::spawn(forward_log(follow, tx));
-            return Ok(ReceiverStream::new(rx));
+            // The request stream stays open (and is drained) until the client ends it: a
+            // request body dropped early resets the HTTP/2 stream, answer included.
+            tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
+            return Ok(ReaderStream {
+                inner: ReceiverStream::new(rx),
+                _guard: guard,
+            });
         }
         let sub = proc.output.subscribe(open.replay);
         let want_out = open.stdout;
@@ -622,7 +642,10 @@ impl Shim {
                 proc.close_stdin();
             }
         });
-        Ok(ReceiverStream::new(rx))
+        Ok(ReaderStream {
+            inner: ReceiverStream::new(rx),
+            _guard: guard,
+        })
     }
 }
 
@@ -744,6 +767,35 @@ async fn forward_log(follow: Follow, tx: mpsc::Sender<Result<AttachResponse, Sta
             },
             _ = tx.closed() => return,
         }
+    }
+}
+
+/// An Attach response stream, counted as a reader until tonic has sent it all (or the
+/// client left) and drops it.
+#[derive(Debug)]
+pub struct ReaderStream {
+    inner: ReceiverStream<Result<AttachResponse, Status>>,
+    _guard: ReaderGuard,
+}
+
+impl tokio_stream::Stream for ReaderStream {
+    type Item = Result<AttachResponse, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+/// Counts a live reader until dropped.
+#[derive(Debug)]
+struct ReaderGuard(Arc<watch::Sender<usize>>);
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -941,7 +993,7 @@ impl Task for TaskService {
         .await
     }
 
-    type AttachStream = ReceiverStream<Result<AttachResponse, Status>>;
+    type AttachStream = ReaderStream;
 
     async fn attach(
         &self,

@@ -852,7 +852,9 @@ async fn shim_memory_with_a_running_container() {
     );
     // Debug builds are bigger; the release target is 3 MiB (see README).
     assert!(rss < 16 * 1024, "shim RSS {rss} kB");
+    // An attacher that stops reading holds the output back (as under dockerd): let it go.
     drop(tx);
+    drop(out);
     s.kill("", 9).await;
     next_event(&mut events, "/tasks/exit").await;
     s.delete_and_shutdown().await;

@@ -260,6 +260,52 @@ def images_list_get_tag_save_load():
     assert h and "Created" in h[0], h
 
 
+# 2 MiB of numbered text lines: run returns the log, and a JSON log (dockerd's too) keeps
+# text only, so the data is text.
+BIG = "awk 'BEGIN{for(i=0;i<32768;i++) printf \"%08d %054d\\n\", i, 0}'"
+
+
+def big_output_arrives_whole():
+    """Issue 10: 2 MiB through run, attach (stream) and exec_run, compared by checksum."""
+    import hashlib
+
+    data = "".join(f"{i:08d} {0:054d}\n" for i in range(32768)).encode()
+    assert len(data) == 2 * 1024 * 1024
+    want = hashlib.sha256(data).hexdigest()
+    for i in range(10):
+        out = client.containers.run(IMAGE, ["sh", "-c", BIG], remove=True, labels=LABELS)
+        eq(hashlib.sha256(out).hexdigest(), want, f"containers.run, round {i}")
+    for i in range(10):
+        c = client.containers.create(IMAGE, ["sh", "-c", "sleep 0.5; " + BIG], labels=LABELS)
+        stream = c.attach(stream=True, stdout=True, stderr=False, logs=True)
+        c.start()
+        got = b"".join(stream)
+        eq(hashlib.sha256(got).hexdigest(), want, f"attach stream, round {i}")
+        c.wait(timeout=30)
+        c.remove()
+    c = run_detached("bigexec", ["sleep", "600"])
+    for i in range(10):
+        r = c.exec_run(["sh", "-c", BIG])
+        eq(r.exit_code, 0, "exec exit code")
+        eq(hashlib.sha256(r.output).hexdigest(), want, f"exec_run, round {i}")
+    c.remove(force=True)
+
+
+def failed_start_raises_and_removes():
+    """Issue 10: a failed start is an APIError, and auto_remove (the daemon's --rm) removes
+    the container, as dockerd does."""
+    before = len(client.containers.list(all=True, filters={"label": f"berth-dockerpy={PREFIX}"}))
+    try:
+        client.containers.run(IMAGE, ["/no/such/binary"], auto_remove=True, labels=LABELS)
+    except docker.errors.APIError as e:
+        if "no such file or directory" not in str(e):
+            raise AssertionError(f"unexpected error: {e}")
+    else:
+        raise AssertionError("run of a missing binary did not raise")
+    after = client.containers.list(all=True, filters={"label": f"berth-dockerpy={PREFIX}"})
+    eq(len(after), before, "containers after a failed --rm run")
+
+
 def errors_are_typed_with_status_codes():
     try:
         client.containers.get("berth-nope")
@@ -310,6 +356,8 @@ for fn in (
     pause_unpause_stats_top_rename,
     images_list_get_tag_save_load,
     errors_are_typed_with_status_codes,
+    big_output_arrives_whole,
+    failed_start_raises_and_removes,
 ):
     check(fn)
 

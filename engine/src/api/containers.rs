@@ -722,12 +722,21 @@ pub(crate) async fn container_logs(
     } else {
         "application/vnd.docker.multiplexed-stream"
     };
+    // A follower counts as an attached client: the exit path lets it drain before the
+    // shim, which spools what it has not read yet, goes away. It registers before it looks
+    // at the state: the exit path marks the exit before it counts attached clients, so
+    // either this sees the exit (and reads the files) or the exit path sees the follower.
+    let following = follow && {
+        e.attach_started(&rec.id);
+        let running = e.find(&rec.id).is_ok_and(|r| r.running());
+        if !running {
+            e.attach_ended(&rec.id);
+        }
+        running
+    };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
-        if follow && rec.running() {
-            // A follower counts as an attached client: the exit path lets it drain before
-            // the shim, which spools what it has not read yet, goes away.
-            e.attach_started(&rec.id);
+        if following {
             let progress = || e.attach_progress(&rec.id);
             let followed = logs::follow(&e.sup, &rec.id, &f, tty, &tx, progress).await;
             e.attach_ended(&rec.id);

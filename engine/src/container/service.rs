@@ -180,7 +180,20 @@ impl Engine {
                 }
                 format!("/{}", n.trim_start_matches('/'))
             }
-            None => format!("/{}", crate::container::random_name(&id)),
+            // A generated name never conflicts: on a clash, another draw with a number, as
+            // dockerd does.
+            None => {
+                let map = self.lock();
+                let taken = |n: &str| map.values().any(|r| r.name == n);
+                let mut name = format!("/{}", crate::container::random_name(&id));
+                let mut attempt = 0u32;
+                while taken(&name) {
+                    attempt += 1;
+                    let other = crate::container::new_id();
+                    name = format!("/{}{attempt}", crate::container::random_name(&other));
+                }
+                name
+            }
         };
         if let Some(other) = self.lock().values().find(|r| r.name == name) {
             return Err(ApiError::conflict(format!(

@@ -989,7 +989,7 @@ impl TaskManager {
         ns: &str,
         id: &str,
         outbound: S,
-    ) -> Result<tonic::Streaming<types::AttachResponse>>
+    ) -> Result<shim_manager::AttachStream>
     where
         S: tokio_stream::Stream<Item = types::AttachRequest> + Send + 'static,
     {

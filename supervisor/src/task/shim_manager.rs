@@ -418,14 +418,17 @@ impl ShimClient {
     }
 
     /// Attach: the stream of client messages goes to the shim, its output comes back.
-    pub async fn attach<S>(&self, outbound: S) -> Result<tonic::Streaming<types::AttachResponse>>
+    pub async fn attach<S>(&self, outbound: S) -> Result<AttachStream>
     where
         S: tokio_stream::Stream<Item = types::AttachRequest> + Send + 'static,
     {
         let mut client = self.client.clone();
         // Only the opening of the stream is bounded; the stream itself lasts.
         match tokio::time::timeout(QUERY_TIMEOUT, client.attach(outbound)).await {
-            Ok(Ok(resp)) => Ok(resp.into_inner()),
+            Ok(Ok(resp)) => Ok(AttachStream {
+                inner: resp.into_inner(),
+                _client: client,
+            }),
             Ok(Err(status)) => Err(shim_err(&self.id, status)),
             Err(_) => Err(Error::Timeout {
                 what: format!("shim attach of {}", self.id),
@@ -457,5 +460,25 @@ mod tests {
     fn our_own_pid_is_alive_and_pid_zero_is_not() {
         assert!(!pid_is_dead(std::process::id()));
         assert!(pid_is_dead(0));
+    }
+}
+
+/// A shim's Attach stream, holding its own handle on the connection: a task deleted while a
+/// client still reads its output (a log follower of a removed container) must not cut the
+/// stream when the task drops its client.
+#[derive(Debug)]
+pub struct AttachStream {
+    inner: tonic::Streaming<types::AttachResponse>,
+    _client: TaskClient<Channel>,
+}
+
+impl tokio_stream::Stream for AttachStream {
+    type Item = std::result::Result<types::AttachResponse, tonic::Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
     }
 }
