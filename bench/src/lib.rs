@@ -124,11 +124,20 @@ pub fn pids_matching(pred: impl Fn(&str) -> bool) -> Vec<u32> {
 /// Runs `cmd` with stdin and stdout closed, stderr captured, and fails (with its stderr) unless
 /// it exits 0 within `timeout`. Returns the wall time from spawn to exit.
 pub fn run_timed(cmd: &mut Command, timeout: Duration) -> Result<Duration> {
+    run_timed_to(cmd, timeout, Stdio::null())
+}
+
+/// [`run_timed`] with stdout sent to `stdout` (a file the caller checks afterwards).
+pub fn run_timed_to(
+    cmd: &mut Command,
+    timeout: Duration,
+    stdout: impl Into<Stdio>,
+) -> Result<Duration> {
     let err = tempfile::tempfile().context("stderr temp file")?;
     let start = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(err.try_clone().context("dup stderr file")?)
         .spawn()
         .with_context(|| format!("spawn {cmd:?}"))?;

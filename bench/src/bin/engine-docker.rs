@@ -8,9 +8,11 @@
 //!    (one kept-alive HTTP/1.1 connection per daemon), interleaved.
 //! 3. Memory per container of every engine-side process (daemon, supervisor or containerd,
 //!    shims) with `-c` running `sleep` containers: (growth of the daemons + all shims) / N.
+//! 3. `docker exec NAME true` through the CLI into a running container, interleaved.
 //! 4. Logs: a container writes `--log-mib` MiB to stdout; time from start to exit (the
 //!    logging pipeline's ingest rate) and the time to read it all back through
-//!    `/containers/{id}/logs`.
+//!    `/containers/{id}/logs`; `docker logs -f` started with the container, to its end (every
+//!    byte checked); `docker run` of the same container with the CLI attached, to its end.
 //!
 //! Both daemons get the same busybox image through `POST /images/create?fromSrc=-` (import).
 
@@ -20,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use berth_bench::{
-    is_executable, memory_of, memory_of_all, mib, ms, percentile, pids_matching, run_timed, Memory,
+    is_executable, memory_of, memory_of_all, mib, ms, percentile, pids_matching, run_timed,
+    run_timed_to, Memory,
 };
 use berth_tests::bins::workspace_binary;
 use berth_tests::daemon::Daemon;
@@ -120,6 +123,7 @@ async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
     // --- docker run --rm ------------------------------------------------------------------
     let mut run_times = [Vec::new(), Vec::new()];
     let mut api_times = [Vec::new(), Vec::new()];
+    let mut step_times: [[Vec<Duration>; 4]; 2] = Default::default();
     eprintln!(
         "latency: {} warm-up + {} timed runs per daemon, interleaved",
         args.warmup, args.runs
@@ -127,11 +131,8 @@ async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
     for i in 0..args.warmup + args.runs {
         for k in 0..2 {
             let e = (i + k) % 2;
-            let mut cmd = Command::new(&args.docker);
-            cmd.env("DOCKER_CONFIG", engines[e].dir.join("docker-config"))
-                .arg("-H")
-                .arg(engines[e].host())
-                .args(["run", "--rm", "--network", "none", IMAGE, "true"]);
+            let mut cmd = docker_cmd(args, &engines[e]);
+            cmd.args(["run", "--rm", "--network", "none", IMAGE, "true"]);
             let t = run_timed(&mut cmd, TIMEOUT)
                 .with_context(|| format!("{}: docker run --rm", engines[e].name))?;
             let t2 = engines[e]
@@ -140,7 +141,10 @@ async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
                 .with_context(|| format!("{}: API lifecycle", engines[e].name))?;
             if i >= args.warmup {
                 run_times[e].push(t);
-                api_times[e].push(t2);
+                api_times[e].push(t2[4]);
+                for (s, d) in t2[..4].iter().enumerate() {
+                    step_times[e][s].push(*d);
+                }
             }
         }
     }
@@ -162,9 +166,63 @@ async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
         let ratio =
             percentile(&times[0], 50.0).as_secs_f64() / percentile(&times[1], 50.0).as_secs_f64();
         println!(
-            "{:<26} ratio berth/docker {ratio:.2}x (target <= 0.33x)",
+            "{:<26} ratio berth/docker {ratio:.2}x (target <= 0.30x)",
             title
         );
+    }
+    println!("API lifecycle steps (median)");
+    for (s, step) in ["create", "start", "wait", "delete"].iter().enumerate() {
+        let b = percentile(&step_times[0][s], 50.0);
+        let d = percentile(&step_times[1][s], 50.0);
+        println!(
+            "  {step:<8} berth {:>10}  docker {:>10}  ratio {:.2}x{}",
+            ms(b),
+            ms(d),
+            b.as_secs_f64() / d.as_secs_f64(),
+            if *step == "delete" {
+                " (target <= 0.5x)"
+            } else {
+                ""
+            }
+        );
+    }
+
+    // --- docker exec ----------------------------------------------------------------------
+    let mut exec_times = [Vec::new(), Vec::new()];
+    for e in engines.iter_mut() {
+        let id = e.create("execbox", &["sleep", "3600"]).await?;
+        e.post(&format!("/containers/{id}/start"), None).await?;
+    }
+    for i in 0..args.warmup + args.runs {
+        for k in 0..2 {
+            let e = (i + k) % 2;
+            let mut cmd = docker_cmd(args, &engines[e]);
+            cmd.args(["exec", "execbox", "true"]);
+            let t = run_timed(&mut cmd, TIMEOUT)
+                .with_context(|| format!("{}: docker exec", engines[e].name))?;
+            if i >= args.warmup {
+                exec_times[e].push(t);
+            }
+        }
+    }
+    for (e, t) in engines.iter().zip(exec_times.iter()) {
+        println!(
+            "{:<26} {:<8} {:>10} {:>10} {:>10}",
+            "docker exec true",
+            e.name,
+            ms(percentile(t, 50.0)),
+            ms(percentile(t, 90.0)),
+            ms(*t.iter().min().unwrap_or(&Duration::ZERO)),
+        );
+    }
+    println!(
+        "{:<26} ratio berth/docker {:.2}x (target <= 0.5x)",
+        "docker exec true",
+        percentile(&exec_times[0], 50.0).as_secs_f64()
+            / percentile(&exec_times[1], 50.0).as_secs_f64()
+    );
+    for e in engines.iter_mut() {
+        e.remove_all().await;
     }
 
     // --- memory ---------------------------------------------------------------------------
@@ -269,8 +327,68 @@ async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
             write_rate[0] / write_rate[1],
             read_rate[0] / read_rate[1]
         );
+        // logs -f from the start, and an attached docker run: every byte must arrive.
+        let mut follow_rate = [0.0; 2];
+        let mut attach_rate = [0.0; 2];
+        for (k, e) in engines.iter_mut().enumerate() {
+            let name = format!("follow-{k}");
+            let out = e.dir.join("follow.out");
+            let mut create = docker_cmd(args, e);
+            create.args(["create", "--name", &name, "--network", "none"]);
+            create.args([IMAGE, "sh", "-c", &script]);
+            run_timed(&mut create, TIMEOUT)?;
+            let mut start = docker_cmd(args, e);
+            start.args(["start", &name]);
+            let t0 = Instant::now();
+            run_timed(&mut start, TIMEOUT)?;
+            let mut follow = docker_cmd(args, e);
+            follow.args(["logs", "-f", &name]);
+            run_timed_to(&mut follow, TIMEOUT, std::fs::File::create(&out)?)?;
+            let took = t0.elapsed();
+            let got = std::fs::metadata(&out)?.len();
+            if got != bytes {
+                bail!("{}: logs -f delivered {got} of {bytes} bytes", e.name);
+            }
+            follow_rate[k] = bytes as f64 / 1048576.0 / took.as_secs_f64();
+            let mut run = docker_cmd(args, e);
+            run.args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                IMAGE,
+                "sh",
+                "-c",
+                &script,
+            ]);
+            let took = run_timed_to(&mut run, TIMEOUT, std::fs::File::create(&out)?)?;
+            let got = std::fs::metadata(&out)?.len();
+            if got != bytes {
+                bail!("{}: docker run delivered {got} of {bytes} bytes", e.name);
+            }
+            attach_rate[k] = bytes as f64 / 1048576.0 / took.as_secs_f64();
+            println!(
+                "{:<8} logs -f from the start {:>7.1} MiB/s   docker run attached {:>7.1} MiB/s",
+                e.name, follow_rate[k], attach_rate[k]
+            );
+            let _ = std::fs::remove_file(&out);
+        }
+        println!(
+            "ratio berth/docker: logs -f {:.2}x, attached run {:.2}x (target >= 2x)",
+            follow_rate[0] / follow_rate[1],
+            attach_rate[0] / attach_rate[1]
+        );
     }
     Ok(())
+}
+
+/// The docker CLI pointed at `e` (its own config dir).
+fn docker_cmd(args: &Args, e: &Engine) -> Command {
+    let mut cmd = Command::new(&args.docker);
+    cmd.env("DOCKER_CONFIG", e.dir.join("docker-config"))
+        .arg("-H")
+        .arg(e.host());
+    cmd
 }
 
 /// Payload bytes in a Docker multiplexed stream (8-byte headers with big-endian lengths).
@@ -472,19 +590,29 @@ impl Engine {
         Ok(())
     }
 
-    /// create + start + wait + remove of a `true` container.
-    async fn api_lifecycle(&mut self, name: &str) -> Result<Duration> {
+    /// create + start + wait + remove of a `true` container: each step's time, then the
+    /// total.
+    async fn api_lifecycle(&mut self, name: &str) -> Result<[Duration; 5]> {
         let start = Instant::now();
         let id = self.create(name, &["true"]).await?;
+        let created = start.elapsed();
         self.post(&format!("/containers/{id}/start"), None).await?;
+        let started = start.elapsed();
         let wait = self.post(&format!("/containers/{id}/wait"), None).await?;
+        let waited = start.elapsed();
         self.remove(&id).await?;
         let elapsed = start.elapsed();
         let v: serde_json::Value = serde_json::from_slice(&wait)?;
         if v["StatusCode"] != 0 {
             bail!("{}: `true` exited with {}", self.name, v["StatusCode"]);
         }
-        Ok(elapsed)
+        Ok([
+            created,
+            started - created,
+            waited - started,
+            elapsed - waited,
+            elapsed,
+        ])
     }
 
     /// Force-removes every container of this daemon (best effort).
