@@ -7,7 +7,8 @@ pub(crate) async fn container_create(State(e): S, Query(q): Q, body: Bytes) -> A
     if !body.is_object() {
         return Err(ApiError::bad_request("invalid JSON: expected an object"));
     }
-    check_create_types(&body)?;
+    // Typed as dockerd decodes it: a mistyped field is Go's 400 "invalid JSON".
+    super::models::CreateBody::decode(&body)?;
     let e2 = e.clone();
     let name = q.get("name").cloned();
     let rec = tokio::task::spawn_blocking(move || e2.create(name.as_deref(), body))
@@ -17,67 +18,6 @@ pub(crate) async fn container_create(State(e): S, Query(q): Q, body: Bytes) -> A
         StatusCode::CREATED,
         json!({"Id": rec.id, "Warnings": []}),
     ))
-}
-
-/// dockerd decodes the create body into typed structs, so a value of the wrong JSON type is a
-/// 400 "invalid JSON" there; berth keeps the body as JSON, so the typed fields are checked here.
-pub(crate) fn check_create_types(body: &Value) -> ApiResult<()> {
-    const HOST_INTS: &[&str] = &[
-        "Memory",
-        "MemorySwap",
-        "MemoryReservation",
-        "NanoCpus",
-        "CpuShares",
-        "CpuPeriod",
-        "CpuQuota",
-        "PidsLimit",
-        "ShmSize",
-        "OomScoreAdj",
-        "BlkioWeight",
-    ];
-    const HOST_BOOLS: &[&str] = &["Privileged", "ReadonlyRootfs", "AutoRemove", "Init"];
-    const HOST_STRINGS: &[&str] = &["NetworkMode", "IpcMode", "PidMode", "CgroupParent"];
-    const STRINGS: &[&str] = &["Image", "User", "WorkingDir", "Hostname", "StopSignal"];
-    let go_type = |v: &Value| match v {
-        Value::String(_) => "string",
-        Value::Number(_) => "number",
-        Value::Bool(_) => "bool",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-        Value::Null => "null",
-    };
-    let fits = |v: &Value, want: &str| match want {
-        "int64" => v.is_i64() || v.is_u64(),
-        "bool" => v.is_boolean(),
-        "string" => v.is_string(),
-        _ => v.is_object(),
-    };
-    let hc = &body["HostConfig"];
-    let checks: [(&[&str], &str, &str, &Value); 6] = [
-        (
-            &["HostConfig"],
-            "container.HostConfig",
-            "ContainerConfigWrapper",
-            body,
-        ),
-        (HOST_INTS, "int64", "HostConfig.HostConfig", hc),
-        (HOST_BOOLS, "bool", "HostConfig.HostConfig", hc),
-        (HOST_STRINGS, "string", "HostConfig.HostConfig", hc),
-        (CONFIG_BOOLS, "bool", "ContainerConfigWrapper.Config", body),
-        (STRINGS, "string", "ContainerConfigWrapper.Config", body),
-    ];
-    for (fields, want, scope, obj) in checks {
-        for f in fields {
-            let v = &obj[*f];
-            if !v.is_null() && !fits(v, want) {
-                return Err(ApiError::bad_request(format!(
-                    "invalid JSON: json: cannot unmarshal {} into Go struct field {scope}.{f} of type {want}",
-                    go_type(v)
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn human_since(rfc: &str) -> String {

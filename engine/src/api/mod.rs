@@ -11,6 +11,7 @@ mod events;
 mod exec;
 mod images;
 pub mod listen;
+pub mod models;
 pub mod registry;
 mod server;
 mod system;
