@@ -92,6 +92,7 @@ pub(crate) async fn pump(
     mode: StdinMode,
     sink: &Sink,
     stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    opened: impl FnOnce(),
 ) -> ApiResult<()> {
     let (stdin_on, stdout_on, stderr_on) = streams;
     let (req_tx, req_rx) = mpsc::channel::<types::AttachRequest>(16);
@@ -110,12 +111,11 @@ pub(crate) async fn pump(
         })
         .await
         .map_err(|_| ApiError::internal("attach: channel closed"))?;
-    let mut out = e
-        .sup
-        .tasks()
-        .attach(ReceiverStream::new(req_rx))
-        .await?
-        .into_inner();
+    // The shim subscribes this attach before the call returns: from here on no output can
+    // be missed.
+    let attached = e.sup.tasks().attach(ReceiverStream::new(req_rx)).await;
+    opened();
+    let mut out = attached?.into_inner();
     // Fired when stdin ends the attach (detach keys, or EOF where stdin is not closed).
     let (end_tx, mut end_rx) = tokio::sync::oneshot::channel::<()>();
     if let (true, Some(mut rd)) = (stdin_on, stdin) {
@@ -216,17 +216,32 @@ pub(crate) async fn container_attach(
     e.attach_started(&rec.id);
     e.emit_container(&rec, "attach", &[]);
     let id = rec.id.clone();
+    // Attached before the start (docker run, start -a): the start waits until this attach is
+    // subscribed at the shim before the process runs, so every byte comes live, none through
+    // the log (whose JSON cannot carry binary output).
+    let before_start = !rec.running() && stream;
+    if before_start {
+        e.attach_pending(&id, true);
+    }
     Ok(hijack(req, tty, move |sink, stdin| async move {
-        // Before start: wait for the task, and replay so nothing written meanwhile is lost.
-        let mut replay = logs;
-        if !rec.running() && stream {
-            replay = true;
+        if before_start {
             let exits = rec.exits;
-            e.wait_for(&id, None, |r| r.running() || r.exits > exits)
-                .await;
+            let ran = e
+                .wait_for(&id, None, |r| r.running() || r.exits > exits)
+                .await
+                .is_some_and(|r| r.running());
+            if !ran {
+                e.attach_pending(&id, false);
+            }
         }
         if stream {
-            if let Err(err) = pump(&e, &id, "", tty, streams, replay, mode, &sink, stdin).await {
+            let opened = || {
+                if before_start {
+                    e.attach_pending(&id, false);
+                }
+            };
+            let r = pump(&e, &id, "", tty, streams, logs, mode, &sink, stdin, opened).await;
+            if let Err(err) = r {
                 tracing::debug!(container = %id, error = %err, "attach ended");
             }
         } else if logs {

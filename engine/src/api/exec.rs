@@ -236,7 +236,19 @@ pub(crate) async fn exec_start(
         let e3 = e2.clone();
         let xid = id.clone();
         let pumper = tokio::spawn(async move {
-            let r = pump(&e3, &cid, &xid, tty, streams, true, mode, &sink, stdin).await;
+            let r = pump(
+                &e3,
+                &cid,
+                &xid,
+                tty,
+                streams,
+                true,
+                mode,
+                &sink,
+                stdin,
+                || {},
+            )
+            .await;
             let _ = tx.send(());
             r
         });

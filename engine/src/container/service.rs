@@ -46,6 +46,8 @@ const ATTACH_STALL: Duration = Duration::from_secs(3);
 pub struct Attaches {
     /// Streams open.
     live: usize,
+    /// Attaches made before the start, not yet subscribed at the shim.
+    pending: usize,
     /// Chunks delivered in all (progress of the drain at exit).
     delivered: u64,
 }
@@ -131,6 +133,23 @@ impl Engine {
     /// An attach stream of `id` begins (the exit path waits for it to drain).
     pub fn attach_started(&self, id: &str) {
         self.attaches().entry(id.to_string()).or_default().live += 1;
+    }
+
+    /// An attach made before the start is waiting for the task (`true`), or is subscribed at
+    /// the shim or gave up (`false`); the start lets the process run when none is waiting.
+    pub fn attach_pending(&self, id: &str, waiting: bool) {
+        {
+            let mut map = self.attaches();
+            let a = map.entry(id.to_string()).or_default();
+            if waiting {
+                a.pending += 1;
+            } else {
+                a.pending = a.pending.saturating_sub(1);
+            }
+        }
+        if !waiting {
+            self.notify();
+        }
     }
 
     /// An attach stream of `id` delivered output to its client.
@@ -491,6 +510,19 @@ impl Engine {
             };
         })?;
         self.emit_container_id(&rec.id, "start", &[]);
+        // Clients that attached before the start (woken by the state above) subscribe at the
+        // shim first; bounded, so a stuck client cannot hold the start.
+        let mut changes = self.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.attach_state(&rec.id).pending > 0 {
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                tracing::warn!(container_id = %rec.id, "attached client did not subscribe in time");
+                break;
+            }
+        }
         let started = self
             .sup
             .tasks()
