@@ -219,6 +219,26 @@ impl CliEnv {
             .args(args)
     }
 
+    /// `docker <args>` against this daemon, run to its end (bounded by the command's default
+    /// timeout); its output whatever the exit code. Panics if it cannot be run.
+    pub fn docker_output(&self, args: &[&str]) -> Output {
+        self.docker(args)
+            .output()
+            .unwrap_or_else(|e| panic!("docker {args:?}: {e:#}\n{}", self.daemon_logs()))
+    }
+
+    /// `docker <args>`, asserting exit 0 (with berthd's log on failure); returns stdout.
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker_output(args);
+        assert_eq!(
+            out.code(),
+            0,
+            "docker {args:?} failed: {out}\n--- berthd log ---\n{}",
+            self.daemon_logs()
+        );
+        out.stdout
+    }
+
     /// berthd's pid (`None` for an external daemon).
     pub fn daemon_pid(&self) -> Option<u32> {
         self.daemon.as_ref().and_then(Daemon::pid)
@@ -379,6 +399,16 @@ impl Respawn {
 fn ping(sock: &Path) -> Result<bool> {
     let r = crate::http::request(sock, "GET", "/_ping", None)?;
     Ok(r.status == 200)
+}
+
+/// Starts berthd for a docker CLI test, or returns `None` (saying why on stderr) when the
+/// machine has no docker CLI.
+pub fn start_for_docker() -> Option<CliEnv> {
+    if docker_cli().is_none() {
+        eprintln!("skipping: no docker CLI on this machine (CI installs docker 28)");
+        return None;
+    }
+    CliEnv::start()
 }
 
 /// The real docker CLI, when this machine has one (`$PATH`, `/usr/local/bin`, `/usr/bin`).

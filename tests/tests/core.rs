@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use berth_tests::cli::{docker_cli, CliEnv, IMAGE};
+use berth_tests::cli::{CliEnv, IMAGE};
 use berth_tests::{skip_unless_root, unique_id, Cmd, Output};
 
 /// Bytes each output check moves (2 MiB).
@@ -21,29 +21,15 @@ const ROUNDS: usize = 50;
 const BOUND: Duration = Duration::from_secs(60);
 
 fn start() -> Option<CliEnv> {
-    if docker_cli().is_none() {
-        eprintln!("skipping: no docker CLI on this machine (CI installs docker 28)");
-        return None;
-    }
-    CliEnv::start()
+    berth_tests::cli::start_for_docker()
 }
 
 fn docker(env: &CliEnv, args: &[&str]) -> Output {
-    env.docker(args)
-        .timeout(BOUND)
-        .output()
-        .unwrap_or_else(|e| panic!("docker {args:?}: {e:#}\n{}", env.daemon_logs()))
+    env.docker_output(args)
 }
 
 fn ok(env: &CliEnv, args: &[&str]) -> String {
-    let out = docker(env, args);
-    assert_eq!(
-        out.code(),
-        0,
-        "docker {args:?}: {out}\n{}",
-        env.daemon_logs()
-    );
-    out.stdout
+    env.docker_ok(args)
 }
 
 /// What `sh -c "$PRINT"` writes in the test image: 2 MiB of the busybox binary, twice over.

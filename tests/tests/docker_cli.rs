@@ -7,35 +7,21 @@
 
 use std::time::Duration;
 
-use berth_tests::cli::{docker_cli, CliEnv, IMAGE};
+use berth_tests::cli::{CliEnv, IMAGE};
 use berth_tests::{skip_unless_root, unique_id, wait_until, Output};
 
-/// Starts berthd, or returns `None` (with the reason on stderr) when there is no docker CLI.
 fn start() -> Option<CliEnv> {
-    if docker_cli().is_none() {
-        eprintln!("skipping: no docker CLI on this machine (CI installs docker 28)");
-        return None;
-    }
-    CliEnv::start()
+    berth_tests::cli::start_for_docker()
 }
 
 /// `docker <args>`; its output, whatever the exit code.
 fn docker(env: &CliEnv, args: &[&str]) -> Output {
-    env.docker(args)
-        .output()
-        .unwrap_or_else(|e| panic!("docker {args:?}: {e:#}"))
+    env.docker_output(args)
 }
 
 /// `docker <args>`, asserting exit 0; returns stdout.
 fn ok(env: &CliEnv, args: &[&str]) -> String {
-    let out = docker(env, args);
-    assert_eq!(
-        out.code(),
-        0,
-        "docker {args:?} failed: {out}\n--- berthd log ---\n{}",
-        env.daemon_logs()
-    );
-    out.stdout
+    env.docker_ok(args)
 }
 
 /// `docker inspect -f <format> <name>`, trimmed.
