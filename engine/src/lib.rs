@@ -73,6 +73,9 @@ pub struct Engine {
     changes: watch::Sender<u64>,
     /// Live attach streams per container (cleanup waits for them to drain).
     attaches: Mutex<HashMap<String, container::Attaches>>,
+    /// Containers removed from the API whose cleanup runs in the background: id -> (image id,
+    /// exit code); the image stays in use until their rootfs is gone.
+    removing: Mutex<HashMap<String, (String, i64)>>,
     pub started: chrono::DateTime<chrono::Utc>,
     /// Docker's event stream (`events.rs`).
     pub events: events::EventBus,
@@ -101,6 +104,10 @@ fn load_records(data_root: &Path) -> HashMap<String, Record> {
     let mut map = HashMap::new();
     if let Ok(entries) = std::fs::read_dir(data_root.join("containers")) {
         for e in entries.flatten() {
+            // `.removing-<id>`: a removal's tombstone, finished by reconcile.
+            if e.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
             if let Some(rec) = container::load(&e.path()) {
                 map.insert(rec.id.clone(), rec);
             }
@@ -139,6 +146,7 @@ pub async fn run(config: Config) -> Result<()> {
         execs: Mutex::new(HashMap::new()),
         changes,
         attaches: Mutex::new(HashMap::new()),
+        removing: Mutex::new(HashMap::new()),
         started: chrono::Utc::now(),
         events: events::EventBus::default(),
     });

@@ -361,6 +361,10 @@ pub(crate) async fn container_wait(
                         _ = tx.closed() => return,
                     }
                 }
+                // The exit and the removal can come together: the code is kept a moment.
+                if let Some(code) = e.removed_exit_code(&rec.id) {
+                    last.state.exit_code = code;
+                }
                 Some(last)
             }
             _ => e.wait_for(&rec.id, None, |r| !r.running()).await,

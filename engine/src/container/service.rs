@@ -605,9 +605,11 @@ impl Engine {
             }
             seen = now;
         }
-        self.cleanup_task(id).await;
         if rec.auto_remove() {
+            // The removal cleans the task up too, after the container is gone from the API.
             let _ = self.remove(id, true).await;
+        } else {
+            self.cleanup_task(id).await;
         }
     }
 
@@ -653,6 +655,7 @@ impl Engine {
 
     /// After a restart: containers recorded as running are checked against the supervisor.
     pub async fn reconcile(self: &Arc<Self>) {
+        self.finish_interrupted_removals().await;
         for rec in self.list() {
             if rec.state.status == "removing" {
                 let _ = self.remove(&rec.id, true).await;
@@ -825,7 +828,7 @@ impl Engine {
     }
 
     /// `DELETE /containers/{id}`.
-    pub async fn remove(&self, key: &str, force: bool) -> ApiResult<()> {
+    pub async fn remove(self: &Arc<Self>, key: &str, force: bool) -> ApiResult<()> {
         let rec = self.find(key)?;
         if rec.running() {
             if !force {
@@ -849,27 +852,83 @@ impl Engine {
             })
             .await;
         }
-        // Marked first: a crash in the middle finishes the removal on the next start.
-        let _ = self.update(&rec.id, |r| r.state.status = "removing".into());
-        self.cleanup_task(&rec.id).await;
-        self.images.remove_rootfs(&rec.id)?;
-        let dir = self.container_dir(&rec.id);
-        std::fs::remove_dir_all(&dir).or_else(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Ok(())
-            } else {
-                Err(e)
+        // Gone from the API at once, and durably: the container's directory becomes a
+        // tombstone (one rename) in the same critical section, so a record can no longer be
+        // written there and a crash from here on finishes the removal at the next start. The
+        // task, the rootfs and the files go in the background (dockerd answers after them,
+        // which makes DELETE wait for the runtime).
+        {
+            let mut map = self.lock();
+            let Some(last) = map.remove(&rec.id) else {
+                return Ok(()); // removed meanwhile
+            };
+            // A `wait?condition=removed` that wakes after the removal still gets the code.
+            self.removing()
+                .insert(rec.id.clone(), (rec.image_id.clone(), last.state.exit_code));
+            if let Err(e) = std::fs::rename(self.container_dir(&rec.id), self.tombstone(&rec.id)) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    self.removing().remove(&rec.id);
+                    map.insert(rec.id.clone(), last);
+                    return Err(e.into());
+                }
             }
-        })?;
-        self.lock().remove(&rec.id);
+        }
         self.emit_container(&rec, "destroy", &[]);
         self.notify();
+        let me = Arc::clone(self);
+        let id = rec.id.clone();
+        tokio::spawn(async move { me.finish_removal(&id).await });
         Ok(())
+    }
+
+    /// Where a removed container's directory waits for its cleanup.
+    fn tombstone(&self, id: &str) -> PathBuf {
+        self.config
+            .data_root
+            .join("containers")
+            .join(format!(".removing-{id}"))
+    }
+
+    fn removing(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, i64)>> {
+        self.removing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The exit code of a container removed moments ago (its cleanup still running).
+    pub fn removed_exit_code(&self, id: &str) -> Option<i64> {
+        self.removing().get(id).map(|r| r.1)
+    }
+
+    /// The rest of a removal: the supervisor's task and container, the rootfs, the files.
+    pub async fn finish_removal(&self, id: &str) {
+        self.cleanup_task(id).await;
+        if let Err(e) = self.images.remove_rootfs(id) {
+            tracing::warn!(container_id = %id, error = %e, "remove rootfs");
+        }
+        match std::fs::remove_dir_all(self.tombstone(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(container_id = %id, error = %e, "remove container files"),
+        }
+        self.removing().remove(id);
+    }
+
+    /// Removals a crash interrupted (tombstones under `<data-root>/containers`): finished now.
+    pub async fn finish_interrupted_removals(&self) {
+        let Ok(entries) = std::fs::read_dir(self.config.data_root.join("containers")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_prefix(".removing-") {
+                self.finish_removal(id).await;
+            }
+        }
     }
 
     /// Whether any container uses the image (for image removal).
     pub fn image_in_use(&self, image_id: &str) -> bool {
         self.lock().values().any(|r| r.image_id == image_id)
+            || self.removing().values().any(|(i, _)| i == image_id)
     }
 }
 
