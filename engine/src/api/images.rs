@@ -335,6 +335,9 @@ pub(crate) async fn image_remove(
     Path(name): Path<String>,
     Query(q): Q,
 ) -> ApiResult<Response> {
+    // A container removed a moment ago (`run --rm`, then `rmi`) still holds its image until
+    // its background cleanup ends: dockerd's DELETE returned after it.
+    e.removals_settled(std::time::Duration::from_secs(10)).await;
     let force = qbool(&q, "force");
     let noprune = qbool(&q, "noprune");
     let image_id = e.images.get(&name).map(|i| i.id).unwrap_or_default();
@@ -359,6 +362,7 @@ pub(crate) fn removed_json(r: &berth_image::Removed) -> Value {
 }
 
 pub(crate) async fn image_prune(State(e): S, Query(q): Q) -> ApiResult<Response> {
+    e.removals_settled(std::time::Duration::from_secs(10)).await;
     let f = filters(&q)?;
     let all = f
         .get("dangling")

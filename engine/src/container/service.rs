@@ -910,6 +910,21 @@ impl Engine {
             Err(e) => tracing::warn!(container_id = %id, error = %e, "remove container files"),
         }
         self.removing().remove(id);
+        self.notify();
+    }
+
+    /// Waits (at most `timeout`) until the background cleanups of removed containers ended.
+    pub async fn removals_settled(&self, timeout: Duration) {
+        let mut changes = self.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.removing().is_empty() {
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
     }
 
     /// Removals a crash interrupted (tombstones under `<data-root>/containers`): finished now.
