@@ -211,6 +211,17 @@ impl ImageStore {
         self.inner.prepare_rootfs(image_id, container_id)
     }
 
+    /// The layers of container `container_id`'s rootfs (prepared before), to read its files;
+    /// nothing is written.
+    pub fn rootfs_layers(
+        &self,
+        image_id: &str,
+        container_id: &str,
+    ) -> Result<rootfs::RootfsLayers> {
+        let (mount, _) = self.inner.rootfs_mount(image_id, container_id)?;
+        Ok(rootfs::RootfsLayers::from_mount(&mount))
+    }
+
     /// Removes container `container_id`'s writable layer (after the supervisor unmounted it).
     /// Removing one that does not exist is not an error.
     pub fn remove_rootfs(&self, container_id: &str) -> Result<()> {

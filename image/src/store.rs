@@ -897,6 +897,28 @@ impl Store {
     // ---- containers' rootfs ------------------------------------------------------------
 
     pub(crate) fn prepare_rootfs(&self, image_id: &str, container_id: &str) -> Result<RootfsMount> {
+        let (mount, diff_ids) = self.rootfs_mount(image_id, container_id)?;
+        let dir = self.container_dir(container_id);
+        for d in [dir.join("upper"), dir.join("work")] {
+            fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
+        }
+        if diff_ids.is_empty() {
+            // overlayfs needs a lower dir; an image without layers gets an empty one.
+            let empty = dir.join("empty");
+            fs::create_dir_all(&empty).map_err(|e| io_err(&empty, e))?;
+        }
+        let layers = serde_json::to_vec(&diff_ids).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomic(&dir.join("layers.json"), &layers)?;
+        Ok(mount)
+    }
+
+    /// The overlay mount of a container's rootfs (and the image's layers), computed without
+    /// touching the disk: for reading files of a container that was prepared before.
+    pub(crate) fn rootfs_mount(
+        &self,
+        image_id: &str,
+        container_id: &str,
+    ) -> Result<(RootfsMount, Vec<String>)> {
         if container_id.is_empty() || container_id.contains('/') || container_id.starts_with('.') {
             return Err(Error::InvalidArgument(format!(
                 "invalid container id {container_id:?}"
@@ -907,12 +929,6 @@ impl Store {
         let dir = self.container_dir(container_id);
         let upper = dir.join("upper");
         let work = dir.join("work");
-        for d in [&upper, &work] {
-            fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
-        }
-        let layers =
-            serde_json::to_vec(&rec.diff_ids).map_err(|e| Error::Internal(e.to_string()))?;
-        write_atomic(&dir.join("layers.json"), &layers)?;
         let mut lower: Vec<String> = Vec::new();
         for d in rec.diff_ids.iter().rev() {
             if !self.has_layer(d) {
@@ -924,10 +940,7 @@ impl Store {
             lower.push(self.layer_dir(d).to_string_lossy().into_owned());
         }
         if lower.is_empty() {
-            // overlayfs needs a lower dir; an image without layers gets an empty one.
-            let empty = dir.join("empty");
-            fs::create_dir_all(&empty).map_err(|e| io_err(&empty, e))?;
-            lower.push(empty.to_string_lossy().into_owned());
+            lower.push(dir.join("empty").to_string_lossy().into_owned());
         }
         let options = vec![
             format!("lowerdir={}", lower.join(":")),
@@ -942,11 +955,12 @@ impl Store {
                 rec.diff_ids.len()
             )));
         }
-        Ok(RootfsMount {
+        let mount = RootfsMount {
             kind: "overlay".into(),
             source: "overlay".into(),
             options,
-        })
+        };
+        Ok((mount, rec.diff_ids.clone()))
     }
 
     pub(crate) fn remove_rootfs(&self, container_id: &str) -> Result<()> {

@@ -341,6 +341,30 @@ fn users_groups_and_defaults_come_from_the_image() {
         "{out}"
     );
 
+    // exec resolves its own -u the same way, HOME included.
+    let name = unique_id("core-exec-user");
+    ok(&env, &["run", "-d", "--name", &name, IMAGE, "sleep", "600"]);
+    assert_eq!(
+        ok(
+            &env,
+            &[
+                "exec",
+                "-u",
+                "berth",
+                &name,
+                "sh",
+                "-c",
+                "id -un; echo $HOME"
+            ]
+        ),
+        "berth\n/home/berth\n"
+    );
+    assert_eq!(
+        ok(&env, &["exec", &name, "sh", "-c", "echo $HOME"]),
+        "/root\n"
+    );
+    ok(&env, &["rm", "-f", &name]);
+
     // Docker's environment: PATH, HOSTNAME, HOME from passwd, TERM with -t.
     let env_of = |args: &[&str]| -> Vec<String> {
         let mut argv = vec!["run", "--rm", "--hostname", "hn"];

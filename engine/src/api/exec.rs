@@ -67,13 +67,22 @@ pub(crate) fn set_exec(e: &Engine, id: &str, f: impl FnOnce(&mut Exec)) {
 
 /// The exec's process spec: the container's process with the exec's overrides.
 pub(crate) fn exec_process(e: &Engine, rec: &Record, cfg: &Value) -> ApiResult<Value> {
+    // The exec's user (its own -u, else the container's), resolved in the container's files
+    // (read through its layers, nothing written): uid, gid, groups and HOME.
+    let spec_user = cfg["User"]
+        .as_str()
+        .filter(|u| !u.is_empty())
+        .or_else(|| rec.config["User"].as_str())
+        .unwrap_or("");
+    let layers = e.images.rootfs_layers(&rec.image_id, &rec.id)?;
+    let user = crate::container::resolve_user(&layers, rec, spec_user)?;
     let dir = e.container_dir(&rec.id);
     let files = crate::container::SpecFiles {
         hosts: &dir.join("hosts"),
         hostname: &dir.join("hostname"),
         resolv: &dir.join("resolv.conf"),
         init: None,
-        user: None,
+        user: Some(&user),
     };
     let mut r2 = rec.clone();
     r2.host_config["Init"] = json!(false);
@@ -89,16 +98,6 @@ pub(crate) fn exec_process(e: &Engine, rec: &Record, cfg: &Value) -> ApiResult<V
     if let Some(w) = cfg["WorkingDir"].as_str().filter(|w| !w.is_empty()) {
         p["cwd"] = json!(w);
     }
-    // The exec's user (its own -u, else the container's), resolved in the container's files.
-    let spec = cfg["User"]
-        .as_str()
-        .filter(|u| !u.is_empty())
-        .or_else(|| rec.config["User"].as_str())
-        .unwrap_or("");
-    let mount = e.images.prepare_rootfs(&rec.image_id, &rec.id)?;
-    let layers = berth_image::rootfs::RootfsLayers::from_mount(&mount);
-    let user = crate::container::resolve_user(&layers, rec, spec)?;
-    p["user"] = json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids});
     Ok(p)
 }
 
