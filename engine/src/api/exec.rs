@@ -205,16 +205,20 @@ pub(crate) async fn exec_start(
             x.exit_code = Some(status);
         });
         e.emit_exec_event(&xid, "exec_die");
-        let _ = e
-            .sup
-            .tasks()
-            .delete(pb::DeleteTaskRequest {
-                namespace: e.sup.namespace.clone(),
-                container_id: cid,
-                exec_id: xid,
-                force: false,
-            })
-            .await;
+        // The exec's process record goes in the background: the client's stream (and
+        // `docker exec`) need not wait for it.
+        tokio::spawn(async move {
+            let _ = e
+                .sup
+                .tasks()
+                .delete(pb::DeleteTaskRequest {
+                    namespace: e.sup.namespace.clone(),
+                    container_id: cid,
+                    exec_id: xid,
+                    force: false,
+                })
+                .await;
+        });
     };
     if detach {
         tokio::spawn(start_and_wait(e2));
