@@ -122,10 +122,6 @@ impl Output {
     /// Logs a chunk of `stream` and hands it to every live reader; waits while an attacher's
     /// queue is full (backpressure), never for a follower.
     pub async fn write(&self, stream: StdStream, data: &[u8]) {
-        let chunk = Chunk {
-            stream,
-            data: Bytes::copy_from_slice(data),
-        };
         // The log write and the choice of readers happen under one lock, so a reader that
         // subscribes with a replay sees each chunk once: in the replay or live.
         let attachers = {
@@ -140,6 +136,13 @@ impl Output {
             st.feed_followers();
             st.attachers.retain(|a| !a.is_closed());
             st.attachers.clone()
+        };
+        if attachers.is_empty() {
+            return; // the usual case: no copy of the chunk
+        }
+        let chunk = Chunk {
+            stream,
+            data: Bytes::copy_from_slice(data),
         };
         for a in attachers {
             // An attacher that left makes the send fail; it is dropped at the next write.
