@@ -86,3 +86,13 @@ impl From<std::io::Error> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// An OS error in Go's words (`no such file or directory`), without Rust's "(os error 2)".
+pub fn io_words(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    };
+    s.to_lowercase()
+}

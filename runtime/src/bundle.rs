@@ -158,6 +158,49 @@ pub fn resolve_cgroups_path(
     }
 }
 
+/// `SCMP_CMP_MASKED_EQ` in the runtime spec (as runc reads it): `value` is the mask and
+/// `valueTwo` the value compared with. libcontainer 0.7 hands them to libseccomp the other way
+/// round, so Docker's `clone` rule (mask of the namespace flags, compared with 0) would refuse
+/// every clone. The two are swapped here; true when anything changed.
+fn masked_eq_for_libcontainer(spec: &mut Spec) -> bool {
+    use oci_spec::runtime::LinuxSeccompOperator;
+    let Some(mut linux) = spec.linux().clone() else {
+        return false;
+    };
+    let Some(mut seccomp) = linux.seccomp().clone() else {
+        return false;
+    };
+    let mut changed = false;
+    let mut syscalls = seccomp.syscalls().clone().unwrap_or_default();
+    for sc in syscalls.iter_mut() {
+        let Some(mut args) = sc.args().clone() else {
+            continue;
+        };
+        for a in args.iter_mut() {
+            if a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq {
+                let (mask, value) = (a.value(), a.value_two().unwrap_or(0));
+                if let Ok(swapped) = oci_spec::runtime::LinuxSeccompArgBuilder::default()
+                    .index(a.index())
+                    .value(value)
+                    .value_two(mask)
+                    .op(a.op())
+                    .build()
+                {
+                    *a = swapped;
+                    changed = true;
+                }
+            }
+        }
+        sc.set_args(Some(args));
+    }
+    if changed {
+        seccomp.set_syscalls(Some(syscalls));
+        linux.set_seccomp(Some(seccomp));
+        spec.set_linux(Some(linux));
+    }
+    changed
+}
+
 /// Load and adapt `<bundle>/config.json`. Writes a shadow bundle under `shadow_parent`
 /// when anything had to change.
 pub fn prepare(
@@ -196,6 +239,10 @@ pub fn prepare(
         tracing::debug!(container_id = id, cgroups_path = %cgroups_path.display(), "cgroups path set");
         linux.set_cgroups_path(Some(cgroups_path.clone()));
         spec.set_linux(Some(linux));
+        changed = true;
+    }
+
+    if masked_eq_for_libcontainer(&mut spec) {
         changed = true;
     }
 

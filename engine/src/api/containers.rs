@@ -11,12 +11,12 @@ pub(crate) async fn container_create(State(e): S, Query(q): Q, body: Bytes) -> A
     super::models::CreateBody::decode(&body)?;
     let e2 = e.clone();
     let name = q.get("name").cloned();
-    let rec = tokio::task::spawn_blocking(move || e2.create(name.as_deref(), body))
+    let (rec, warnings) = tokio::task::spawn_blocking(move || e2.create(name.as_deref(), body))
         .await
         .map_err(|x| ApiError::internal(x.to_string()))??;
     Ok(json_resp(
         StatusCode::CREATED,
-        json!({"Id": rec.id, "Warnings": []}),
+        json!({"Id": rec.id, "Warnings": warnings}),
     ))
 }
 

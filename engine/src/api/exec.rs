@@ -83,6 +83,7 @@ pub(crate) fn exec_process(e: &Engine, rec: &Record, cfg: &Value) -> ApiResult<V
         resolv: &dir.join("resolv.conf"),
         init: None,
         user: Some(&user),
+        joins: Vec::new(),
     };
     let mut r2 = rec.clone();
     r2.host_config["Init"] = json!(false);

@@ -103,7 +103,7 @@ pub(crate) async fn info(State(e): S) -> Response {
         "Labels": [],
         "ExperimentalBuild": false,
         "ServerVersion": env!("CARGO_PKG_VERSION"),
-        "Runtimes": {"berth-runtime": {"path": "berth-runtime"}},
+        "Runtimes": e.runtime_names().iter().map(|n| (n.to_string(), json!({"path": n}))).collect::<serde_json::Map<_, _>>(),
         "DefaultRuntime": "berth-runtime",
         "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
         "LiveRestoreEnabled": true,
@@ -112,7 +112,7 @@ pub(crate) async fn info(State(e): S) -> Response {
         "ContainerdCommit": {"ID": ""},
         "RuncCommit": {"ID": ""},
         "InitCommit": {"ID": ""},
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
         "Warnings": null,
     }))
 }

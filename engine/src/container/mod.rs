@@ -3,9 +3,10 @@
 //! exit, stop, kill, pause, remove, reconcile after a restart).
 
 mod naming;
+pub mod options;
 pub mod seccomp;
 mod service;
-pub use service::{resolve_user, Attaches};
+pub use service::{resolv_conf, resolve_user, Attaches};
 mod spec;
 mod store;
 mod user;

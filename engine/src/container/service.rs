@@ -38,6 +38,72 @@ pub fn resolve_user(
         .map_err(ApiError::bad_request)
 }
 
+/// A program on PATH.
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_else(|| vec!["/usr/local/bin".into(), "/usr/bin".into(), "/bin".into()])
+        .into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A container's resolv.conf, as dockerd writes it: the host's, without its loopback
+/// resolvers (Google's public ones when none is left), and `--dns`, `--dns-search` and
+/// `--dns-option` each replacing the host's lines of its kind.
+pub fn resolv_conf(host: &str, dns: &[String], search: &[String], options: &[String]) -> String {
+    let mut servers = Vec::new();
+    let mut searches = Vec::new();
+    let mut opts = Vec::new();
+    let mut other = Vec::new();
+    for l in host.lines() {
+        let mut words = l.split_whitespace();
+        match words.next() {
+            Some("nameserver") => {
+                if let Some(a) = words.next() {
+                    if !(a.starts_with("127.") || a == "::1") {
+                        servers.push(a.to_string());
+                    }
+                }
+            }
+            Some("search") | Some("domain") => searches = words.map(str::to_string).collect(),
+            Some("options") => opts.extend(words.map(str::to_string)),
+            Some(w) if !w.starts_with('#') && !w.starts_with(';') => other.push(l.to_string()),
+            _ => {}
+        }
+    }
+    if !dns.is_empty() {
+        servers = dns.to_vec();
+    } else if servers.is_empty() {
+        servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+    }
+    if !search.is_empty() {
+        searches = search
+            .iter()
+            .filter(|s| s.as_str() != ".")
+            .cloned()
+            .collect();
+    }
+    if !options.is_empty() {
+        opts = options.to_vec();
+    }
+    let mut out = String::new();
+    if !searches.is_empty() {
+        out.push_str(&format!("search {}\n", searches.join(" ")));
+    }
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !opts.is_empty() {
+        out.push_str(&format!("options {}\n", opts.join(" ")));
+    }
+    for l in other {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
 /// How long the exit path waits for an attached client that reads nothing.
 const ATTACH_STALL: Duration = Duration::from_secs(3);
 
@@ -180,7 +246,8 @@ impl Engine {
     // ---- create ------------------------------------------------------------------------
 
     /// `POST /containers/create`.
-    pub fn create(&self, name: Option<&str>, body: Value) -> ApiResult<Record> {
+    /// Returns the record and dockerd's warnings for options the host cannot honour.
+    pub fn create(&self, name: Option<&str>, body: Value) -> ApiResult<(Record, Vec<String>)> {
         let image_ref = body["Image"]
             .as_str()
             .filter(|s| !s.is_empty())
@@ -258,8 +325,13 @@ impl Engine {
         }
         config["Labels"] = Value::Object(labels);
         config["Image"] = json!(image_ref);
+        let host_net = body["HostConfig"]["NetworkMode"].as_str() == Some("host");
         if config["Hostname"].as_str().unwrap_or_default().is_empty() {
-            config["Hostname"] = json!(&id[..12]);
+            config["Hostname"] = if host_net {
+                json!(super::options::host_name())
+            } else {
+                json!(&id[..12])
+            };
         }
         let mut argv: Vec<String> = Vec::new();
         for k in ["Entrypoint", "Cmd"] {
@@ -285,9 +357,40 @@ impl Engine {
         {
             host_config["NetworkMode"] = json!("default");
         }
+        let warnings = super::options::check(&mut host_config, &body, &self.runtime_names())?;
         let nm = host_config["NetworkMode"].as_str().unwrap_or_default();
-        if !["default", "bridge", "none", "host"].contains(&nm) {
+        if !["default", "bridge", "none", "host"].contains(&nm)
+            && super::options::container_ref(nm).is_none()
+        {
             return Err(ApiError::not_found(format!("network {nm} not found")));
+        }
+        // `container:<name>` modes name a container that exists (it must run at start).
+        for k in ["NetworkMode", "IpcMode", "PidMode"] {
+            let Some(name) =
+                super::options::container_ref(host_config[k].as_str().unwrap_or_default())
+            else {
+                continue;
+            };
+            match self.find(name) {
+                // Its hostname and domain come with its network, as in dockerd.
+                Ok(other) if k == "NetworkMode" => {
+                    config["Hostname"] = other.config["Hostname"].clone();
+                    config["Domainname"] = other.config["Domainname"].clone();
+                }
+                Ok(_) => {}
+                // As dockerd: a missing network container fails the start (404), a missing
+                // IPC or PID container the create (400).
+                Err(_) if k == "NetworkMode" => {}
+                Err(e) => return Err(ApiError::bad_request(e.message)),
+            }
+        }
+        // As dockerd: with a memory limit and no swap limit, as much swap as memory.
+        let memory = host_config["Memory"].as_i64().unwrap_or(0);
+        if memory > 0
+            && host_config["MemorySwap"].as_i64().unwrap_or(0) == 0
+            && super::options::HostFacts::get().swap
+        {
+            host_config["MemorySwap"] = json!(memory * 2);
         }
         let dir = self.container_dir(&id);
         std::fs::create_dir_all(&dir)?;
@@ -322,37 +425,79 @@ impl Engine {
             return Err(e);
         }
         self.emit_container(&rec, "create", &[]);
-        Ok(rec)
+        Ok((rec, warnings))
+    }
+
+    /// The runtimes a container may name (`--runtime`): berth-runtime, and runc when the
+    /// host has it.
+    pub fn runtime_names(&self) -> Vec<&'static str> {
+        let mut names = vec!["berth-runtime"];
+        if which("runc").is_some() {
+            names.push("runc");
+        }
+        names
     }
 
     fn write_files(&self, rec: &Record) -> ApiResult<()> {
         let dir = self.container_dir(&rec.id);
+        let h = &rec.host_config;
+        if super::options::container_ref(h["NetworkMode"].as_str().unwrap_or_default()).is_some() {
+            // The files of the container whose network it joins are used (spec_files).
+            return Ok(());
+        }
         let hostname = rec.config["Hostname"].as_str().unwrap_or(rec.short_id());
         std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
-        std::fs::write(
-            dir.join("hosts"),
+        let strs = |k: &str| -> Vec<String> {
+            h[k].as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        let host_net = h["NetworkMode"].as_str() == Some("host");
+        let mut hosts = if host_net {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            let domain = rec.config["Domainname"].as_str().unwrap_or_default();
+            let names = if domain.is_empty() {
+                hostname.to_string()
+            } else {
+                format!("{hostname}.{domain} {hostname}")
+            };
             format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{names}\n"
+            )
+        };
+        for e in strs("ExtraHosts") {
+            let (name, addr) = e
+                .split_once(':')
+                .or_else(|| e.split_once('='))
+                .unwrap_or((&e, ""));
+            if !hosts.ends_with('\n') && !hosts.is_empty() {
+                hosts.push('\n');
+            }
+            hosts.push_str(&format!("{addr}\t{name}\n"));
+        }
+        std::fs::write(dir.join("hosts"), hosts)?;
+        std::fs::write(
+            dir.join("resolv.conf"),
+            resolv_conf(
+                &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                &strs("Dns"),
+                &strs("DnsSearch"),
+                &strs("DnsOptions"),
             ),
         )?;
-        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let mut resolv: String = host
-            .lines()
-            .filter(|l| {
-                let ns = l.trim_start().strip_prefix("nameserver");
-                !ns.is_some_and(|a| a.trim().starts_with("127.") || a.trim() == "::1")
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        if !resolv.contains("nameserver") {
-            resolv.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
-        }
-        std::fs::write(dir.join("resolv.conf"), resolv)?;
         Ok(())
     }
 
     fn spec_files(&self, rec: &Record) -> OwnedSpecFiles {
-        let dir = self.container_dir(&rec.id);
+        // A container on another's network shares its hosts, resolv.conf and hostname.
+        let net = rec.host_config["NetworkMode"].as_str().unwrap_or_default();
+        let dir = match super::options::container_ref(net).and_then(|o| self.find(o).ok()) {
+            Some(other) => self.container_dir(&other.id),
+            None => self.container_dir(&rec.id),
+        };
         let init = [
             "/usr/bin/docker-init",
             "/usr/bin/tini-static",
@@ -437,7 +582,15 @@ impl Engine {
         let files = self.spec_files(&rec);
         let mut files = files.as_spec();
         files.user = Some(&user);
+        files.joins = self.namespace_joins(&rec)?;
         let spec = crate::container::build_spec(&rec, &files)?;
+        let runtime = match rec.host_config["Runtime"].as_str().unwrap_or_default() {
+            "runc" => which("runc").map(|p| pb::Runtime {
+                binary: p.to_string_lossy().into_owned(),
+                ..Default::default()
+            }),
+            _ => None,
+        };
         let ns = self.sup.namespace.clone();
         // Leftovers of an earlier run.
         self.cleanup_task(&rec.id).await;
@@ -459,6 +612,7 @@ impl Engine {
                     image: rec.image.clone(),
                     spec: serde_json::to_vec(&spec)
                         .map_err(|e| ApiError::internal(e.to_string()))?,
+                    runtime,
                     rootfs: vec![types::Mount {
                         r#type: mount.kind.clone(),
                         source: mount.source.clone(),
@@ -547,6 +701,42 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The namespaces `rec` joins for its `container:<name>` modes; the other container must
+    /// be running, as in dockerd.
+    fn namespace_joins(&self, rec: &Record) -> ApiResult<Vec<(&'static str, String)>> {
+        let mut joins = Vec::new();
+        for (key, kind, file, what) in [
+            ("NetworkMode", "network", "net", "network"),
+            ("IpcMode", "ipc", "ipc", "IPC"),
+            ("PidMode", "pid", "pid", "PID"),
+        ] {
+            let mode = rec.host_config[key].as_str().unwrap_or_default();
+            let Some(name) = super::options::container_ref(mode) else {
+                continue;
+            };
+            let other = self.find(name)?;
+            if !other.running() || other.state.pid == 0 {
+                return Err(ApiError::conflict(if kind == "ipc" {
+                    format!(
+                        "can't join IPC of container {}: container {} is not running",
+                        other.id, other.id
+                    )
+                } else {
+                    format!(
+                        "cannot join {what} of a non running container: {}",
+                        other.id
+                    )
+                }));
+            }
+            joins.push((kind, format!("/proc/{}/ns/{file}", other.state.pid)));
+            if kind == "network" {
+                // Its hostname comes with its network, as in dockerd (and so its UTS).
+                joins.push(("uts", format!("/proc/{}/ns/uts", other.state.pid)));
+            }
+        }
+        Ok(joins)
     }
 
     /// Deletes the supervisor task and container of `id` (unmounts its rootfs).
@@ -962,6 +1152,7 @@ impl OwnedSpecFiles {
             resolv: &self.resolv,
             init: self.init.as_deref(),
             user: None,
+            joins: Vec::new(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use libcgroups::common::{CgroupConfig, CgroupManager};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
@@ -70,7 +70,10 @@ pub fn build(
                 .build()
         });
     match result {
-        Ok(mut container) => match prepared.adopt(&mut container, &dir) {
+        Ok(mut container) => match prepared
+            .adopt(&mut container, &dir)
+            .and_then(|()| disable_oom_killer(prepared))
+        {
             Ok(()) => {
                 tracing::debug!(container_id = req.id, "created");
                 Ok((container, dir))
@@ -90,6 +93,31 @@ pub fn build(
             Err(err.context(format!("create container {}", req.id)))
         }
     }
+}
+
+/// `linux.resources.memory.disableOOMKiller` on cgroup v1 (`memory.oom_control`), which
+/// libcontainer 0.7 does not apply. cgroup v2 has no such switch.
+fn disable_oom_killer(prepared: &PreparedBundle) -> Result<()> {
+    let wanted = prepared
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.disable_oom_killer())
+        .unwrap_or(false);
+    if !wanted {
+        return Ok(());
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    let mounts = crate::cgroupfs::parse_cgroup_mounts(&mountinfo);
+    for dir in crate::cgroupfs::cgroup_dirs(&mounts, &prepared.cgroups_path) {
+        let control = dir.join("memory.oom_control");
+        if control.exists() {
+            fs::write(&control, "1").with_context(|| format!("write {}", control.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Docker decides between exit codes 127/126/125 by looking for runc's wording
