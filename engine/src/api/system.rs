@@ -112,7 +112,7 @@ pub(crate) async fn info(State(e): S) -> Response {
         "ContainerdCommit": {"ID": ""},
         "RuncCommit": {"ID": ""},
         "InitCommit": {"ID": ""},
-        "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
         "Warnings": null,
     }))
 }
