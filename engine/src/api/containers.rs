@@ -640,6 +640,12 @@ pub(crate) async fn container_logs(
     Query(q): Q,
 ) -> ApiResult<Response> {
     let rec = e.find(&id)?;
+    if rec.host_config["LogConfig"]["Type"].as_str() == Some("none") {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "configured logging driver does not support reading",
+        ));
+    }
     let f = Filter {
         stdout: qbool(&q, "stdout"),
         stderr: qbool(&q, "stderr"),

@@ -636,7 +636,13 @@ impl Engine {
                     // leaves stdin open; only non-TTY StdinOnce closes it.
                     stdin_once: rec.config["StdinOnce"].as_bool().unwrap_or(false) && !rec.tty(),
                     terminal: rec.tty(),
-                    log_path: rec.log_path.to_string_lossy().into_owned(),
+                    // The `none` driver keeps nothing: the shim's own file serves live
+                    // readers and goes with the task.
+                    log_path: if rec.host_config["LogConfig"]["Type"].as_str() == Some("none") {
+                        String::new()
+                    } else {
+                        rec.log_path.to_string_lossy().into_owned()
+                    },
                     log_format: types::LogFormat::Json as i32,
                     log_max_size: max_size,
                     log_max_files: max_files,

@@ -1,0 +1,534 @@
+//! Issue 11, the container object complete, with the real docker CLI against a real berthd:
+//! each create option checked by its effect inside the container (or refused with dockerd's
+//! words), Docker's allow-list seccomp profile by what it refuses and allows.
+//!
+//! Run: `cargo build --workspace --bins`, then
+//! `sudo -E cargo test -p berth-tests --test container -- --include-ignored`.
+
+use std::path::{Path, PathBuf};
+
+use berth_tests::cli::{CliEnv, IMAGE};
+use berth_tests::{skip_unless_root, unique_id, Output};
+
+fn start() -> Option<CliEnv> {
+    berth_tests::cli::start_for_docker()
+}
+
+fn ok(env: &CliEnv, args: &[&str]) -> String {
+    env.docker_ok(args)
+}
+
+/// `docker run --rm <opts> IMAGE sh -c <script>`, which must succeed; its stdout.
+fn run_sh(env: &CliEnv, opts: &[&str], script: &str) -> String {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(opts);
+    args.extend([IMAGE, "sh", "-c", script]);
+    ok(env, &args)
+}
+
+/// A `docker run` that must be refused at create with `message` (dockerd's words).
+#[track_caller]
+fn refused(env: &CliEnv, opts: &[&str], message: &str) {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(opts);
+    args.extend([IMAGE, "true"]);
+    let out: Output = env.docker_output(&args);
+    assert_ne!(out.code(), 0, "{opts:?} was accepted: {out}");
+    assert!(
+        out.stderr.contains(message),
+        "{opts:?}: want {message:?}: {out}"
+    );
+    assert!(!out.stderr.contains("Unable to find image"), "{out}");
+}
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn options_the_issue_saw_ignored_now_take_effect() {
+    skip_unless_root!();
+    let Some(env) = start() else { return };
+
+    let out = run_sh(
+        &env,
+        &["--mount", "type=tmpfs,destination=/m,tmpfs-size=1m"],
+        "grep ' /m ' /proc/mounts",
+    );
+    assert!(
+        out.starts_with("tmpfs /m tmpfs rw,nosuid,nodev,noexec"),
+        "{out}"
+    );
+    assert!(out.contains("size=1024k"), "{out}");
+
+    let out = run_sh(
+        &env,
+        &["--device", "/dev/full:/dev/x"],
+        "ls -l /dev/x; echo hi > /dev/x || echo write-failed",
+    );
+    assert!(out.starts_with("crw"), "{out}");
+    assert!(out.contains("1,   7"), "{out}");
+    assert!(
+        out.contains("write-failed"),
+        "/dev/full must answer ENOSPC: {out}"
+    );
+
+    // --privileged: the host's devices, every capability it has, no seccomp, no masked
+    // paths, /sys read-write.
+    use std::os::unix::fs::FileTypeExt;
+    let host_devices: Vec<String> = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_type()
+                .is_ok_and(|t| t.is_char_device() || t.is_block_device())
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "console")
+        .collect();
+    let out = run_sh(
+        &env,
+        &["--privileged"],
+        "echo $(ls /dev); grep -E 'CapEff|Seccomp:' /proc/self/status; grep ' /sys ' /proc/mounts; grep -c ' /proc/keys ' /proc/mounts || true",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    let inside: Vec<&str> = lines[0].split_whitespace().collect();
+    for d in &host_devices {
+        assert!(inside.contains(&d.as_str()), "/dev/{d} missing: {out}");
+    }
+    // Every capability the host has: its bounding set.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim();
+    assert!(lines[1].ends_with(bounding), "{out}");
+    assert!(lines[2].ends_with("\t0"), "{out}");
+    assert!(lines[3].contains(" rw,"), "{out}");
+    assert_eq!(lines[4].trim(), "0", "{out}");
+
+    let ncpu = std::thread::available_parallelism().unwrap().get();
+    refused(
+        &env,
+        &["--cpus", "999"],
+        &format!(
+            "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+        ),
+    );
+
+    // --network host: the host's UTS namespace and hostname.
+    let host_uts = std::fs::read_link("/proc/self/ns/uts").unwrap();
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let out = run_sh(
+        &env,
+        &["--network", "host"],
+        "readlink /proc/self/ns/uts; hostname",
+    );
+    assert_eq!(
+        out,
+        format!("{}\n{}", host_uts.display(), host_name),
+        "{out}"
+    );
+
+    let out = run_sh(
+        &env,
+        &[
+            "--add-host",
+            "db.example:10.1.2.3",
+            "--dns",
+            "192.0.2.53",
+            "--dns-search",
+            "corp.example",
+            "--dns-option",
+            "ndots:3",
+            "-h",
+            "web",
+            "--domainname",
+            "example.org",
+        ],
+        "cat /etc/hosts /etc/resolv.conf; hostname; cat /proc/sys/kernel/domainname",
+    );
+    assert!(out.contains("10.1.2.3\tdb.example\n"), "{out}");
+    assert!(out.contains("web.example.org web\n"), "{out}");
+    assert!(out.contains("search corp.example\n"), "{out}");
+    assert!(out.contains("nameserver 192.0.2.53\n"), "{out}");
+    assert!(
+        !out.contains("nameserver 10."),
+        "host resolvers replaced: {out}"
+    );
+    assert!(out.contains("options ndots:3\n"), "{out}");
+    assert!(out.ends_with("web\nexample.org\n"), "{out}");
+
+    // --network container:NAME shares that container's network and hostname; a missing
+    // one is dockerd's 404 at start, never an image pull.
+    let peer = unique_id("opt-peer");
+    ok(&env, &["run", "-d", "--name", &peer, IMAGE, "sleep", "600"]);
+    let theirs = ok(
+        &env,
+        &[
+            "exec",
+            &peer,
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/net; hostname",
+        ],
+    );
+    let net = format!("container:{peer}");
+    let mine = run_sh(
+        &env,
+        &["--network", &net],
+        "readlink /proc/self/ns/net; hostname",
+    );
+    assert_eq!(mine, theirs);
+    let ipc = format!("container:{peer}");
+    let both = "readlink /proc/self/ns/ipc; readlink /proc/self/ns/pid";
+    let mine = run_sh(&env, &["--ipc", &ipc, "--pid", &ipc], both);
+    let theirs = ok(&env, &["exec", &peer, "sh", "-c", both]);
+    assert_eq!(mine, theirs);
+    refused(
+        &env,
+        &["--network", "container:no-such-peer"],
+        "No such container: no-such-peer",
+    );
+    refused(
+        &env,
+        &["--ipc", "container:no-such-peer"],
+        "No such container: no-such-peer",
+    );
+    ok(&env, &["rm", "-f", &peer]);
+}
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn host_config_resources_and_modes_reach_the_container() {
+    skip_unless_root!();
+    let Some(env) = start() else { return };
+    let v1 = Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists();
+    let script = if v1 {
+        "cd /sys/fs/cgroup; cat memory/memory.limit_in_bytes memory/memory.soft_limit_in_bytes \
+         cpu/cpu.shares cpu/cpu.cfs_period_us cpu/cpu.cfs_quota_us cpuset/cpuset.cpus pids/pids.max; \
+         grep oom_kill_disable memory/memory.oom_control; cat memory/memory.swappiness"
+    } else {
+        "cd /sys/fs/cgroup; cat memory.max memory.low cpu.weight cpu.max cpuset.cpus pids.max"
+    };
+    let mut opts = vec![
+        "-m",
+        "64m",
+        "--memory-reservation",
+        "32m",
+        "--cpu-shares",
+        "512",
+        "--cpu-period",
+        "50000",
+        "--cpu-quota",
+        "25000",
+        "--cpuset-cpus",
+        "0",
+        "--pids-limit",
+        "50",
+    ];
+    if v1 {
+        opts.extend(["--oom-kill-disable", "--memory-swappiness", "10"]);
+    }
+    let out = run_sh(&env, &opts, script);
+    let want = if v1 {
+        "67108864\n33554432\n512\n50000\n25000\n0\n50\noom_kill_disable 1\n10\n"
+    } else {
+        "67108864\n33554432\n20\n25000 50000\n0\n50\n"
+    };
+    assert_eq!(out, want);
+
+    let out = run_sh(
+        &env,
+        &[
+            "--ulimit",
+            "nofile=100:200",
+            "--sysctl",
+            "kernel.shmmax=12345",
+            "--sysctl",
+            "net.core.somaxconn=77",
+            "--shm-size",
+            "8m",
+            "--oom-score-adj",
+            "300",
+            "--group-add",
+            "20",
+        ],
+        "ulimit -n; ulimit -Hn; cat /proc/sys/kernel/shmmax /proc/sys/net/core/somaxconn; \
+         df -k /dev/shm | tail -1 | awk '{print $2}'; cat /proc/self/oom_score_adj; id -G",
+    );
+    assert_eq!(out, "100\n200\n12345\n77\n8192\n300\n0 20\n");
+
+    // Namespace modes.
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    let out = run_sh(&env, &["--ipc", "host"], "readlink /proc/self/ns/ipc");
+    assert_eq!(out.trim(), host_ipc.to_string_lossy());
+    let out = run_sh(
+        &env,
+        &["--pid", "host"],
+        "readlink /proc/1/exe || true; ps | wc -l",
+    );
+    assert!(
+        out.lines().last().unwrap().trim().parse::<u32>().unwrap() > 5,
+        "{out}"
+    );
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(run_sh(&env, &["--uts", "host"], "hostname"), host_name);
+    let host_cg = std::fs::read_link("/proc/self/ns/cgroup").unwrap();
+    let out = run_sh(
+        &env,
+        &["--cgroupns", "private"],
+        "readlink /proc/self/ns/cgroup",
+    );
+    assert_ne!(out.trim(), host_cg.to_string_lossy());
+
+    // Capabilities, security options, read-only, init, runtime, log driver.
+    let out = run_sh(
+        &env,
+        &["--cap-drop", "ALL", "--cap-add", "KILL"],
+        "grep CapEff /proc/self/status",
+    );
+    assert!(out.ends_with("0000000000000020\n"), "{out}");
+    let out = run_sh(
+        &env,
+        &["--cap-add", "ALL", "--cap-drop", "MKNOD"],
+        "grep CapEff /proc/self/status",
+    );
+    assert!(!out.ends_with("0000000000000020\n"), "{out}");
+    let out = run_sh(
+        &env,
+        &["--security-opt", "no-new-privileges"],
+        "grep NoNewPrivs /proc/self/status",
+    );
+    assert!(out.ends_with("\t1\n"), "{out}");
+    let out = run_sh(
+        &env,
+        &["--security-opt", "systempaths=unconfined"],
+        "grep -c ' /proc/keys ' /proc/mounts || true",
+    );
+    assert_eq!(out.trim(), "0");
+    let out = run_sh(&env, &[], "grep -c ' /proc/keys ' /proc/mounts");
+    assert_eq!(out.trim(), "1", "masked by default");
+    let out = run_sh(
+        &env,
+        &[
+            "--security-opt",
+            "label=disable",
+            "--security-opt",
+            "apparmor=unconfined",
+        ],
+        "echo fine",
+    );
+    assert_eq!(out, "fine\n");
+    let out = env.docker_output(&["run", "--rm", "--read-only", IMAGE, "touch", "/x"]);
+    assert!(out.stderr.contains("Read-only file system"), "{out}");
+    let out = run_sh(&env, &["--init"], "cat /proc/1/cmdline | tr '\\0' ' '");
+    assert!(out.starts_with("/sbin/docker-init -- "), "{out}");
+    if Path::new("/usr/sbin/runc").exists() || Path::new("/usr/bin/runc").exists() {
+        assert_eq!(
+            run_sh(&env, &["--runtime", "runc"], "echo via runc"),
+            "via runc\n"
+        );
+    }
+    let name = unique_id("opt-nolog");
+    ok(
+        &env,
+        &[
+            "run",
+            "--name",
+            &name,
+            "--log-driver",
+            "none",
+            IMAGE,
+            "echo",
+            "unseen",
+        ],
+    );
+    let out = env.docker_output(&["logs", &name]);
+    assert!(
+        out.stderr
+            .contains("configured logging driver does not support reading"),
+        "{out}"
+    );
+    ok(&env, &["rm", &name]);
+
+    // Refused with dockerd's words.
+    refused(&env, &["--runtime", "foo"], "Unknown runtime specified foo");
+    refused(
+        &env,
+        &["--storage-opt", "size=1G"],
+        "--storage-opt is supported only for overlay over xfs with 'pquota' mount option",
+    );
+    refused(
+        &env,
+        &["--log-driver", "foo"],
+        "error looking up logging plugin foo: plugin \"foo\" not found",
+    );
+    refused(&env, &["-m", "1k"], "Minimum memory limit allowed is 6MB");
+    refused(
+        &env,
+        &["--memory-swap", "10m"],
+        "You should always set the Memory limit when using Memoryswap limit, see usage",
+    );
+    refused(
+        &env,
+        &["--cpuset-cpus", "99"],
+        "Requested CPUs are not available - requested 99",
+    );
+    refused(
+        &env,
+        &["--cpu-period", "500"],
+        "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+    );
+    refused(
+        &env,
+        &["--oom-score-adj", "2000"],
+        "Invalid value 2000, range for oom score adj is [-1000, 1000]",
+    );
+    refused(
+        &env,
+        &["--device", "/dev/no-such-device"],
+        "error gathering device information while adding custom device \"/dev/no-such-device\": no such file or directory",
+    );
+    refused(
+        &env,
+        &["--isolation", "hyperv"],
+        "Invalid isolation: \"hyperv\" - linux only supports 'default'",
+    );
+    refused(
+        &env,
+        &["--uts", "host", "-h", "x"],
+        "conflicting options: hostname and the UTS mode",
+    );
+}
+
+/// Builds `syscalls`, a static helper that tries one system call and prints `NAME=ok` or
+/// `NAME=<strerror>`; it is bound into containers read-only.
+fn syscall_helper(dir: &Path) -> Option<PathBuf> {
+    const SRC: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/personality.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int child(void *arg) { (void)arg; return 0; }
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        const char *w = argv[i];
+        long r = -1;
+        errno = 0;
+        if (!strcmp(w, "clone-newuts")) {
+            char *stack = malloc(1 << 16);
+            r = clone(child, stack + (1 << 16), CLONE_NEWUTS | SIGCHLD, NULL);
+            if (r > 0) waitpid(r, NULL, 0);
+        } else if (!strcmp(w, "clone3")) {
+            r = syscall(435, NULL, 0);
+            if (r < 0 && errno != ENOSYS && errno != EPERM) r = 0;
+        } else if (!strcmp(w, "keyctl")) {
+            r = syscall(SYS_keyctl, 0, -3, 0);
+        } else if (!strcmp(w, "personality-unsafe")) {
+            r = personality(0x0040000);
+        } else if (!strcmp(w, "personality-query")) {
+            r = personality(0xffffffff);
+        } else if (!strcmp(w, "fork")) {
+            r = fork();
+            if (r == 0) _exit(0);
+            if (r > 0) waitpid(r, NULL, 0);
+        }
+        printf("%s=%s\n", w, r < 0 ? strerror(errno) : "ok");
+    }
+    return 0;
+}
+"#;
+    let src = dir.join("syscalls.c");
+    let bin = dir.join("syscalls");
+    std::fs::write(&src, SRC).ok()?;
+    let status = std::process::Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .ok()?;
+    status.success().then_some(bin)
+}
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn default_seccomp_profile_is_dockers_allow_list() {
+    skip_unless_root!();
+    let Some(env) = start() else { return };
+    let Some(helper) = syscall_helper(env.dir()) else {
+        eprintln!("skipping: no gcc with static glibc (apt-get install gcc libc6-dev)");
+        return;
+    };
+    let bind = format!("{}:/t/syscalls:ro", helper.display());
+    let calls = "/t/syscalls fork clone-newuts clone3 keyctl personality-unsafe personality-query";
+    let denied = "Operation not permitted";
+
+    let out = run_sh(&env, &["-v", &bind], calls);
+    assert_eq!(
+        out,
+        format!(
+            "fork=ok\nclone-newuts={denied}\nclone3=Function not implemented\nkeyctl={denied}\n\
+             personality-unsafe={denied}\npersonality-query=ok\n"
+        )
+    );
+    let out = run_sh(
+        &env,
+        &["-v", &bind],
+        "unshare -U true 2>/dev/null && echo unshare-ok; mkdir -p /mnt/x; mount -t tmpfs t /mnt/x 2>/dev/null && echo mount-ok; echo done",
+    );
+    assert_eq!(out, "done\n");
+
+    // CAP_SYS_ADMIN opens the namespace calls and clone3, as in Docker.
+    let out = run_sh(&env, &["-v", &bind, "--cap-add", "SYS_ADMIN"], calls);
+    assert!(out.contains("clone-newuts=ok\nclone3=ok\n"), "{out}");
+    assert!(out.contains(&format!("keyctl={denied}")), "{out}");
+    let out = run_sh(
+        &env,
+        &["--cap-add", "SYS_ADMIN"],
+        "mkdir -p /mnt/x; mount -t tmpfs t /mnt/x && echo mount-ok",
+    );
+    assert_eq!(out, "mount-ok\n");
+
+    // Unconfined and privileged containers have no filter.
+    for opts in [
+        vec!["-v", bind.as_str(), "--security-opt", "seccomp=unconfined"],
+        vec!["-v", bind.as_str(), "--privileged"],
+    ] {
+        let out = run_sh(&env, &opts, calls);
+        assert!(
+            out.contains("keyctl=ok\npersonality-unsafe=ok\n"),
+            "{opts:?}: {out}"
+        );
+    }
+
+    // A profile in Docker's format, as the CLI sends it (the file's text).
+    let profile = env.dir().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = env.docker_output(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &opt,
+        IMAGE,
+        "mkdir",
+        "/newdir",
+    ]);
+    assert_ne!(out.code(), 0, "{out}");
+    assert!(out.stderr.contains("Permission denied"), "{out}");
+    let info = ok(&env, &["info", "--format", "{{json .SecurityOptions}}"]);
+    assert!(info.contains("name=seccomp,profile=builtin"), "{info}");
+}
