@@ -79,6 +79,9 @@ pub struct Engine {
     pub started: chrono::DateTime<chrono::Utc>,
     /// Docker's event stream (`events.rs`).
     pub events: events::EventBus,
+    /// Rootfs mounts of stopped containers held for `docker cp`, diff, export and commit:
+    /// id -> users.
+    pub(crate) rootfs_leases: Mutex<HashMap<String, usize>>,
 }
 
 fn now() -> String {
@@ -138,6 +141,7 @@ pub async fn run(config: Config) -> Result<()> {
     .await?;
     let (changes, _) = watch::channel(0u64);
     let engine = Arc::new(Engine {
+        rootfs_leases: Mutex::new(HashMap::new()),
         containers: Mutex::new(load_records(&config.data_root)),
         config: config.clone(),
         images,

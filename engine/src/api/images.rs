@@ -109,18 +109,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// A request body as a blocking reader (for the image store), fed by a task.
 pub(crate) fn body_reader(body: Body) -> impl std::io::Read + Send + 'static {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Bytes>>(16);
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(32);
     tokio::spawn(async move {
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
             let item = chunk.map_err(std::io::Error::other);
             let stop = item.is_err();
-            let tx = tx.clone();
-            if tokio::task::spawn_blocking(move || tx.send(item))
-                .await
-                .map_or(true, |r| r.is_err())
-                || stop
-            {
+            if tx.send(item).await.is_err() || stop {
                 break;
             }
         }
@@ -131,18 +126,19 @@ pub(crate) fn body_reader(body: Body) -> impl std::io::Read + Send + 'static {
     }
 }
 
+/// Read from blocking code only (`blocking_recv`).
 pub(crate) struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
     buf: Bytes,
 }
 
 impl std::io::Read for ChannelReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.buf.is_empty() {
-            match self.rx.recv() {
-                Ok(Ok(b)) => self.buf = b,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.buf = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
             }
         }
         let n = out.len().min(self.buf.len());
@@ -239,6 +235,12 @@ pub(crate) fn save_response(e: &Engine, names: Vec<String>) -> ApiResult<Respons
 
 pub(crate) struct ChannelWriter {
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+}
+
+impl ChannelWriter {
+    pub(crate) fn new(tx: mpsc::Sender<Result<Bytes, std::io::Error>>) -> Self {
+        ChannelWriter { tx }
+    }
 }
 
 impl std::io::Write for ChannelWriter {

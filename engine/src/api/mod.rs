@@ -4,6 +4,7 @@
 //! the engine's services, and shapes the answer. `server.rs` listens, `version.rs` strips and
 //! checks `/v1.NN/`, `attach.rs` holds the hijacked streams and their framing.
 
+mod archive;
 mod attach;
 mod containers;
 pub mod detach;
@@ -41,6 +42,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::logs::{self, Filter};
 use crate::{parse_signal, Engine, Exec};
 
+use self::archive::*;
 use self::attach::*;
 use self::containers::*;
 use self::exec::*;
@@ -95,6 +97,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/resize", post(container_resize))
         .route("/containers/{id}/attach", post(container_attach))
         .route("/containers/{id}/logs", get(container_logs))
+        .route(
+            "/containers/{id}/archive",
+            get(archive_get).head(archive_head).put(archive_put),
+        )
         .route("/containers/{id}/top", get(container_top))
         .route("/containers/{id}/stats", get(container_stats))
         .route("/containers/{id}/exec", post(exec_create))

@@ -2,6 +2,7 @@
 //! naming, the OCI spec generated from them, and the lifecycle (`service.rs`: create, start,
 //! exit, stop, kill, pause, remove, reconcile after a restart).
 
+pub mod archive;
 mod naming;
 pub mod options;
 pub mod seccomp;

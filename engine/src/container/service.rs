@@ -1162,3 +1162,95 @@ impl OwnedSpecFiles {
         }
     }
 }
+
+/// A container's filesystem held for reading or writing from berthd: the running
+/// container's own root (`/proc/<pid>/root`, with its mounts), or its rootfs mounted under
+/// its directory while the lease lives (shared by concurrent users, unmounted by the last).
+pub struct RootfsLease {
+    engine: Arc<Engine>,
+    id: String,
+    mounted: Option<PathBuf>,
+    pub root: super::archive::Root,
+}
+
+impl Engine {
+    /// Leases `rec`'s filesystem (blocking: may mount).
+    pub fn lease_rootfs(self: &Arc<Self>, rec: &Record) -> ApiResult<RootfsLease> {
+        if rec.running() && rec.state.pid > 0 {
+            let proc_root = PathBuf::from(format!("/proc/{}/root", rec.state.pid));
+            if let Ok(root) = super::archive::Root::open(&proc_root) {
+                return Ok(RootfsLease {
+                    engine: self.clone(),
+                    id: rec.id.clone(),
+                    mounted: None,
+                    root,
+                });
+            }
+        }
+        let dir = self.container_dir(&rec.id).join("rootfs-lease");
+        let mut leases = self
+            .rootfs_leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let users = leases.entry(rec.id.clone()).or_insert(0);
+        if *users == 0 {
+            let m = self.images.prepare_rootfs(&rec.image_id, &rec.id)?;
+            std::fs::create_dir_all(&dir)?;
+            let data = m.options.join(",");
+            nix::mount::mount(
+                Some(m.source.as_str()),
+                &dir,
+                Some(m.kind.as_str()),
+                nix::mount::MsFlags::empty(),
+                Some(data.as_str()),
+            )
+            .map_err(|e| ApiError::internal(format!("mount the container's rootfs: {e}")))?;
+        }
+        *users += 1;
+        drop(leases);
+        match super::archive::Root::open(&dir) {
+            Ok(root) => Ok(RootfsLease {
+                engine: self.clone(),
+                id: rec.id.clone(),
+                mounted: Some(dir),
+                root,
+            }),
+            Err(e) => {
+                self.release_rootfs(&rec.id, &dir);
+                Err(ApiError::internal(format!("open the container's rootfs: {e}")))
+            }
+        }
+    }
+
+    fn release_rootfs(&self, id: &str, dir: &std::path::Path) {
+        let mut leases = self
+            .rootfs_leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(users) = leases.get_mut(id) {
+            *users -= 1;
+            if *users == 0 {
+                leases.remove(id);
+                let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for RootfsLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootfsLease")
+            .field("id", &self.id)
+            .field("mounted", &self.mounted)
+            .finish()
+    }
+}
+
+impl Drop for RootfsLease {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.mounted {
+            self.engine.release_rootfs(&self.id, dir);
+        }
+    }
+}
