@@ -532,3 +532,128 @@ fn default_seccomp_profile_is_dockers_allow_list() {
     let info = ok(&env, &["info", "--format", "{{json .SecurityOptions}}"]);
     assert!(info.contains("name=seccomp,profile=builtin"), "{info}");
 }
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn docker_cp_both_ways_stays_inside_the_container() {
+    skip_unless_root!();
+    let Some(env) = start() else { return };
+    let dir = env.dir().join("cp");
+    std::fs::create_dir_all(dir.join("tree/sub")).unwrap();
+    std::fs::write(dir.join("tree/a"), "alpha\n").unwrap();
+    std::fs::write(dir.join("tree/sub/b"), vec![7u8; 300_000]).unwrap();
+    std::os::unix::fs::symlink("a", dir.join("tree/link")).unwrap();
+    std::os::unix::fs::chown(dir.join("tree/a"), Some(1234), Some(2345)).unwrap();
+    let tree = dir.join("tree");
+    let tree = tree.to_str().unwrap();
+
+    let name = unique_id("cp");
+    ok(&env, &["run", "-d", "--name", &name, IMAGE, "sleep", "600"]);
+    // Into a running container, then back out.
+    ok(&env, &["cp", tree, &format!("{name}:/tmp/")]);
+    let out = ok(&env, &["exec", &name, "sh", "-c", "cat /tmp/tree/a; readlink /tmp/tree/link; wc -c < /tmp/tree/sub/b; stat -c %u:%g /tmp/tree/a"]);
+    assert_eq!(
+        out, "alpha\na\n300000\n0:0\n",
+        "without -a root owns the files"
+    );
+    ok(&env, &["cp", "-a", tree, &format!("{name}:/tmp/owned")]);
+    let out = ok(
+        &env,
+        &["exec", &name, "stat", "-c", "%u:%g", "/tmp/owned/a"],
+    );
+    assert_eq!(out, "1234:2345\n");
+    let back = dir.join("back");
+    ok(
+        &env,
+        &["cp", &format!("{name}:/tmp/tree"), back.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read_to_string(back.join("a")).unwrap(), "alpha\n");
+    assert_eq!(std::fs::read(back.join("sub/b")).unwrap().len(), 300_000);
+    assert_eq!(
+        std::fs::read_link(back.join("link")).unwrap(),
+        Path::new("a")
+    );
+    let out = env.docker_output(&[
+        "cp",
+        &format!("{name}:/no/such/file"),
+        back.to_str().unwrap(),
+    ]);
+    assert!(
+        out.stderr
+            .contains("Could not find the file /no/such/file in container"),
+        "{out}"
+    );
+
+    // Symlinks in the container resolve inside it: to `/` and to `../..`.
+    ok(
+        &env,
+        &[
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "mkdir -p /esc/in; ln -s / /esc/root; ln -s ../.. /esc/in/up",
+        ],
+    );
+    let marker = unique_id("berth-cp-marker");
+    let file = dir.join(&marker);
+    std::fs::write(&file, "m").unwrap();
+    for dest in ["/esc/root/", "/esc/in/up/"] {
+        ok(
+            &env,
+            &["cp", file.to_str().unwrap(), &format!("{name}:{dest}")],
+        );
+        assert!(
+            !Path::new("/").join(&marker).exists(),
+            "{dest} wrote on the host"
+        );
+    }
+    let out = ok(&env, &["exec", &name, "ls", "/"]);
+    assert!(
+        out.contains(&marker),
+        "landed in the container's root: {out}"
+    );
+    let out = ok(
+        &env,
+        &["cp", &format!("{name}:/esc/root/etc/hostname"), "-"],
+    );
+    let inside = ok(&env, &["exec", &name, "cat", "/etc/hostname"]);
+    assert!(
+        out.contains(inside.trim()),
+        "the container's /etc/hostname: {out}"
+    );
+
+    // A directory swapped for a symlink to `/` while copies run never leads outside.
+    let swap = "mkdir -p /swap/real; i=0; while [ $i -lt 4000 ]; do \
+         mv /swap/real /swap/tmp 2>/dev/null; ln -sfn / /swap/real; rm -f /swap/real; \
+         mv /swap/tmp /swap/real 2>/dev/null; i=$((i+1)); done";
+    ok(&env, &["exec", "-d", &name, "sh", "-c", swap]);
+    for _ in 0..40 {
+        let _ = env.docker_output(&["cp", file.to_str().unwrap(), &format!("{name}:/swap/real/")]);
+        let _ = env.docker_output(&[
+            "cp",
+            &format!("{name}:/swap/real/"),
+            dir.join("swapped-out").to_str().unwrap(),
+        ]);
+        assert!(
+            !Path::new("/").join(&marker).exists(),
+            "a swapped symlink led outside"
+        );
+    }
+    ok(&env, &["rm", "-f", &name]);
+
+    // A stopped container, both ways.
+    let name = unique_id("cp-stopped");
+    ok(&env, &["create", "--name", &name, IMAGE, "cat", "/data/a"]);
+    ok(
+        &env,
+        &["cp", &format!("{tree}/."), &format!("{name}:/data")],
+    );
+    let out = ok(&env, &["start", "-a", &name]);
+    assert_eq!(out, "alpha\n");
+    let out = ok(&env, &["cp", &format!("{name}:/data/a"), "-"]);
+    assert!(out.contains("alpha"), "{out}");
+    ok(&env, &["rm", &name]);
+    let leftover = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!leftover.contains("rootfs-lease"), "a cp left its mount");
+}

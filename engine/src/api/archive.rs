@@ -61,7 +61,10 @@ pub(crate) async fn archive_get(
     let (e2, r2, p2) = (e.clone(), rec.clone(), path.clone());
     let (lease, st) = blocking(move || {
         let lease = e2.lease_rootfs(&r2)?;
-        let st = lease.root.stat(&p2).map_err(|x| archive_error(x, &p2, &r2))?;
+        let st = lease
+            .root
+            .stat(&p2)
+            .map_err(|x| archive_error(x, &p2, &r2))?;
         Ok((lease, st))
     })
     .await?;

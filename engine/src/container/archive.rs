@@ -196,7 +196,10 @@ pub fn clean(path: &str) -> PathBuf {
 
 fn split(path: &Path) -> (PathBuf, Option<&OsStr>) {
     match path.file_name() {
-        Some(n) => (path.parent().unwrap_or(Path::new("/")).to_path_buf(), Some(n)),
+        Some(n) => (
+            path.parent().unwrap_or(Path::new("/")).to_path_buf(),
+            Some(n),
+        ),
         None => (PathBuf::from("/"), None),
     }
 }
@@ -242,12 +245,20 @@ impl Root {
         let mut link_target = String::new();
         if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
             let (parent, name) = self.parent_of(&p)?;
-            let target = nix::fcntl::readlinkat(Some(parent.as_raw_fd()), name.as_deref().unwrap_or(OsStr::new(".")))?;
+            let target = nix::fcntl::readlinkat(
+                Some(parent.as_raw_fd()),
+                name.as_deref().unwrap_or(OsStr::new(".")),
+            )?;
             let target = Path::new(&target);
             let abs = if target.is_absolute() {
                 clean(&target.to_string_lossy())
             } else {
-                clean(&p.parent().unwrap_or(Path::new("/")).join(target).to_string_lossy())
+                clean(
+                    &p.parent()
+                        .unwrap_or(Path::new("/"))
+                        .join(target)
+                        .to_string_lossy(),
+                )
             };
             link_target = abs.to_string_lossy().into_owned();
         }
@@ -306,7 +317,9 @@ impl Root {
         let dest = clean(dest);
         let fd = self.resolve(&dest, OFlag::O_PATH)?;
         if fstat(fd.as_fd())?.st_mode & libc::S_IFMT != libc::S_IFDIR {
-            return Err(ArchiveError::Invalid("extraction point is not a directory".into()));
+            return Err(ArchiveError::Invalid(
+                "extraction point is not a directory".into(),
+            ));
         }
         let mut input = io::BufReader::with_capacity(256 * 1024, input);
         let gz = {
@@ -366,17 +379,27 @@ impl Root {
             let dirfd = parent.as_raw_fd();
             match kind {
                 tar::EntryType::Directory => {
-                    match nix::sys::stat::mkdirat(Some(dirfd), name.as_os_str(), Mode::from_bits_truncate(0o700)) {
+                    match nix::sys::stat::mkdirat(
+                        Some(dirfd),
+                        name.as_os_str(),
+                        Mode::from_bits_truncate(0o700),
+                    ) {
                         Ok(()) | Err(nix::Error::EEXIST) => {}
                         Err(e) => return Err(e.into()),
                     }
                     dir_times.push((target.clone(), hdr.mtime().unwrap_or(0) as i64));
                 }
-                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => {
                     let fd = nix::fcntl::openat(
                         Some(dirfd),
                         name.as_os_str(),
-                        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        OFlag::O_WRONLY
+                            | OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_CLOEXEC,
                         Mode::from_bits_truncate(0o600),
                     )?;
                     // SAFETY: a new descriptor from openat(2).
@@ -391,10 +414,9 @@ impl Root {
                     nix::unistd::symlinkat(target.as_ref(), Some(dirfd), name.as_os_str())?;
                 }
                 tar::EntryType::Link => {
-                    let link = hdr
-                        .link_name()
-                        .map_err(ArchiveError::Io)?
-                        .ok_or_else(|| ArchiveError::Invalid("hard link without a target".into()))?;
+                    let link = hdr.link_name().map_err(ArchiveError::Io)?.ok_or_else(|| {
+                        ArchiveError::Invalid("hard link without a target".into())
+                    })?;
                     let Some(link) = inside(&link) else {
                         return Err(ArchiveError::Invalid(format!(
                             "invalid hard link target: {}",
@@ -421,17 +443,20 @@ impl Root {
                         hdr.device_major().ok().flatten().unwrap_or(0) as u64,
                         hdr.device_minor().ok().flatten().unwrap_or(0) as u64,
                     );
-                    nix::sys::stat::mknodat(Some(dirfd), name.as_os_str(), kind_bits, Mode::from_bits_truncate(0o600), dev)?;
+                    nix::sys::stat::mknodat(
+                        Some(dirfd),
+                        name.as_os_str(),
+                        kind_bits,
+                        Mode::from_bits_truncate(0o600),
+                        dev,
+                    )?;
                 }
                 // PAX and GNU long-name records are read by the tar crate itself; others are
                 // skipped, as Go's archive/tar does.
                 _ => continue,
             }
             let (uid, gid) = if copy_owner {
-                (
-                    hdr.uid().unwrap_or(0) as u32,
-                    hdr.gid().unwrap_or(0) as u32,
-                )
+                (hdr.uid().unwrap_or(0) as u32, hdr.gid().unwrap_or(0) as u32)
             } else {
                 (0, 0)
             };
@@ -477,7 +502,8 @@ impl Root {
         for c in parent.components() {
             let Component::Normal(n) = c else { continue };
             let dir = self.resolve(&cur, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-            match nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), n, Mode::from_bits_truncate(0o755)) {
+            match nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), n, Mode::from_bits_truncate(0o755))
+            {
                 Ok(()) | Err(nix::Error::EEXIST) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -523,8 +549,12 @@ fn set_mtime(dir: BorrowedFd<'_>, name: &OsStr, mtime: i64) -> io::Result<()> {
 fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     let st = stat_at(dir, name)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-        return nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
-            .map_err(io::Error::from);
+        return nix::unistd::unlinkat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        )
+        .map_err(io::Error::from);
     }
     let fd = nix::fcntl::openat(
         Some(dir.as_raw_fd()),
@@ -537,8 +567,12 @@ fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     for n in dir_names(&sub)? {
         remove_all_at(sub.as_fd(), &n)?;
     }
-    nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, nix::unistd::UnlinkatFlags::RemoveDir)
-        .map_err(io::Error::from)
+    nix::unistd::unlinkat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::unistd::UnlinkatFlags::RemoveDir,
+    )
+    .map_err(io::Error::from)
 }
 
 /// The names in an open directory (without `.` and `..`), sorted.
@@ -603,7 +637,8 @@ impl<W: Write> TarWriter<W> {
                             .map_err(ArchiveError::Io)?;
                         return Ok(());
                     }
-                    self.links.insert((st.st_dev, st.st_ino), as_name.to_path_buf());
+                    self.links
+                        .insert((st.st_dev, st.st_ino), as_name.to_path_buf());
                 }
                 let fd = nix::fcntl::openat(
                     Some(dir.as_raw_fd()),
@@ -617,7 +652,10 @@ impl<W: Write> TarWriter<W> {
                 h.set_size(st.st_size as u64);
                 // A file that shrinks while it is read is padded, one that grows is cut, so
                 // the archive stays well formed.
-                let body = f.take(st.st_size as u64).chain(io::repeat(0)).take(st.st_size as u64);
+                let body = f
+                    .take(st.st_size as u64)
+                    .chain(io::repeat(0))
+                    .take(st.st_size as u64);
                 self.tar
                     .append_data(&mut h, as_name, body)
                     .map_err(ArchiveError::Io)?;
@@ -733,7 +771,11 @@ mod tests {
         assert!(matches!(root.stat("/nope"), Err(ArchiveError::NotFound)));
         let mut out = Vec::new();
         root.tar_to("/etc/.", &mut out).unwrap();
-        assert!(names(&out).contains(&"sub/f".to_string()), "{:?}", names(&out));
+        assert!(
+            names(&out).contains(&"sub/f".to_string()),
+            "{:?}",
+            names(&out)
+        );
     }
 
     #[test]
@@ -747,10 +789,15 @@ mod tests {
         b.append_data(&mut h, "new/file", &b"abc"[..]).unwrap();
         let data = b.into_inner().unwrap();
         // Through a link to `/`: lands in the root's /etc.
-        root.extract("/toroot/etc", &data[..], false, false).unwrap();
-        assert_eq!(std::fs::read(d.path().join("etc/new/file")).unwrap(), b"abc");
+        root.extract("/toroot/etc", &data[..], false, false)
+            .unwrap();
+        assert_eq!(
+            std::fs::read(d.path().join("etc/new/file")).unwrap(),
+            b"abc"
+        );
         // Through `../..`: stays in the root.
-        root.extract("/etc/up/etc/up", &data[..], false, false).unwrap();
+        root.extract("/etc/up/etc/up", &data[..], false, false)
+            .unwrap();
         assert_eq!(std::fs::read(d.path().join("new/file")).unwrap(), b"abc");
         // An entry that climbs out is refused.
         let mut b = tar::Builder::new(Vec::new());

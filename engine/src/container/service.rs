@@ -1188,10 +1188,7 @@ impl Engine {
             }
         }
         let dir = self.container_dir(&rec.id).join("rootfs-lease");
-        let mut leases = self
-            .rootfs_leases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut leases = self.rootfs_leases.lock().unwrap_or_else(|p| p.into_inner());
         let users = leases.entry(rec.id.clone()).or_insert(0);
         if *users == 0 {
             let m = self.images.prepare_rootfs(&rec.image_id, &rec.id)?;
@@ -1217,16 +1214,15 @@ impl Engine {
             }),
             Err(e) => {
                 self.release_rootfs(&rec.id, &dir);
-                Err(ApiError::internal(format!("open the container's rootfs: {e}")))
+                Err(ApiError::internal(format!(
+                    "open the container's rootfs: {e}"
+                )))
             }
         }
     }
 
     fn release_rootfs(&self, id: &str, dir: &std::path::Path) {
-        let mut leases = self
-            .rootfs_leases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut leases = self.rootfs_leases.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(users) = leases.get_mut(id) {
             *users -= 1;
             if *users == 0 {
