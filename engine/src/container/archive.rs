@@ -22,6 +22,7 @@ use nix::sys::stat::{FileStat, Mode};
 /// How a path is opened below the root.
 fn openat2(dir: BorrowedFd<'_>, path: &Path, flags: OFlag, resolve: u64) -> io::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| einval("NUL in path"))?;
+    // SAFETY: open_how is plain integers; all zero is its "no options" value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | OFlag::O_CLOEXEC).bits() as u64;
     how.resolve = resolve;
@@ -213,9 +214,8 @@ impl Root {
             Mode::empty(),
         )?;
         // SAFETY: a new descriptor from open(2).
-        Ok(Root {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Root { fd })
     }
 
     /// Opens `path` (cleaned, absolute in the container) inside the root.
