@@ -66,6 +66,12 @@ pub(crate) fn apply(cfg: &mut Map<String, Value>, change: &str) -> Result<()> {
                 vols[v] = json!({});
             }
         }
+        "HEALTHCHECK" => {
+            cfg.insert(
+                "Healthcheck".into(),
+                healthcheck(rest).map_err(|w| bad(&w))?,
+            );
+        }
         "ONBUILD" => {
             let list = cfg.entry("OnBuild").or_insert_with(|| json!([]));
             if let Some(l) = list.as_array_mut() {
@@ -80,6 +86,85 @@ pub(crate) fn apply(cfg: &mut Map<String, Value>, change: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D]
+/// [--retries=N] CMD ...` or `HEALTHCHECK NONE`, as the image config's `Healthcheck`
+/// (durations in nanoseconds).
+fn healthcheck(rest: &str) -> std::result::Result<Value, String> {
+    let mut hc = Map::new();
+    let mut rest = rest.trim();
+    while let Some(opt) = rest.strip_prefix("--") {
+        let (word, tail) = opt.split_once(char::is_whitespace).unwrap_or((opt, ""));
+        let (k, v) = word
+            .split_once('=')
+            .ok_or_else(|| format!("HEALTHCHECK option needs a value: --{word}"))?;
+        let field = match k {
+            "interval" => "Interval",
+            "timeout" => "Timeout",
+            "start-period" => "StartPeriod",
+            "start-interval" => "StartInterval",
+            "retries" => "Retries",
+            _ => return Err(format!("unknown HEALTHCHECK option --{k}")),
+        };
+        let n = if field == "Retries" {
+            v.parse::<i64>()
+                .map_err(|_| format!("invalid retries: {v}"))?
+        } else {
+            go_duration(v).ok_or_else(|| format!("invalid duration: {v}"))?
+        };
+        hc.insert(field.into(), json!(n));
+        rest = tail.trim();
+    }
+    let (kind, cmd) = rest
+        .split_once(char::is_whitespace)
+        .map(|(a, b)| (a, b.trim()))
+        .unwrap_or((rest, ""));
+    let test = match kind.to_ascii_uppercase().as_str() {
+        "NONE" => vec!["NONE".to_string()],
+        "CMD" => match serde_json::from_str::<Vec<String>>(cmd) {
+            Ok(v) => std::iter::once("CMD".to_string()).chain(v).collect(),
+            Err(_) if !cmd.is_empty() => vec!["CMD-SHELL".to_string(), cmd.to_string()],
+            Err(_) => return Err("HEALTHCHECK CMD needs a command".into()),
+        },
+        _ => return Err("HEALTHCHECK needs CMD or NONE".into()),
+    };
+    hc.insert("Test".into(), json!(test));
+    Ok(Value::Object(hc))
+}
+
+/// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds.
+pub fn go_duration(s: &str) -> Option<i64> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += n * mult;
+        rest = &rest[unit_len..];
+    }
+    Some(total as i64)
 }
 
 /// JSON form (`["a","b"]`) or shell form (`/bin/sh -c "..."`).
@@ -174,6 +259,20 @@ mod tests {
         assert_eq!(c["ExposedPorts"], json!({"80/tcp": {}, "53/udp": {}}));
         assert_eq!(c["Volumes"], json!({"/data": {}}));
         assert_eq!(c["StopSignal"], "SIGINT");
+        let mut h = Map::new();
+        apply(
+            &mut h,
+            "HEALTHCHECK --interval=1s --retries=2 CMD test -f /ok",
+        )
+        .unwrap();
+        assert_eq!(
+            h["Healthcheck"],
+            json!({"Interval": 1_000_000_000i64, "Retries": 2, "Test": ["CMD-SHELL", "test -f /ok"]})
+        );
+        apply(&mut h, "HEALTHCHECK NONE").unwrap();
+        assert_eq!(h["Healthcheck"]["Test"], json!(["NONE"]));
+        assert_eq!(go_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(go_duration("500ms"), Some(500_000_000));
     }
 
     #[test]

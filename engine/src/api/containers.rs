@@ -41,10 +41,19 @@ pub(crate) fn human_since(rfc: &str) -> String {
 
 pub(crate) fn status_text(r: &Record) -> String {
     match r.state.status.as_str() {
-        "running" => format!("Up {}", human_since(&r.state.started_at)),
+        "running" => format!(
+            "Up {}{}",
+            human_since(&r.state.started_at),
+            crate::container::health::ps_suffix(r)
+        ),
         "paused" => format!("Up {} (Paused)", human_since(&r.state.started_at)),
         "exited" => format!(
             "Exited ({}) {} ago",
+            r.state.exit_code,
+            human_since(&r.state.finished_at)
+        ),
+        "restarting" => format!(
+            "Restarting ({}) {} ago",
             r.state.exit_code,
             human_since(&r.state.finished_at)
         ),
@@ -127,7 +136,7 @@ pub(crate) async fn container_list(State(e): S, Query(q): Q) -> ApiResult<Respon
     let f = filters(&q)?;
     let mut out = Vec::new();
     for r in e.list() {
-        if !all && !r.running() && !f.contains_key("status") {
+        if !all && !r.running() && !r.restarting() && !f.contains_key("status") {
             continue;
         }
         let keep = f.iter().all(|(k, vals)| {
@@ -151,6 +160,13 @@ pub(crate) async fn container_list(State(e): S, Query(q): Q) -> ApiResult<Respon
                         || e.images.get(v).is_ok_and(|i| i.id == r.image_id)
                 }
                 "exited" => r.state.status == "exited" && r.state.exit_code.to_string() == *v,
+                "health" => {
+                    let h = r.state.health.as_ref().and_then(|h| h["Status"].as_str());
+                    match v.as_str() {
+                        "none" => h.is_none(),
+                        want => h == Some(want),
+                    }
+                }
                 _ => true,
             };
             // As dockerd: every label filter must match; other keys match any of their values.
@@ -190,9 +206,9 @@ pub(crate) fn inspect_json(e: &Engine, r: &Record) -> Value {
         "Args": r.args,
         "State": {
             "Status": r.state.status,
-            "Running": r.running(),
+            "Running": r.running() || r.restarting(),
             "Paused": r.state.status == "paused",
-            "Restarting": false,
+            "Restarting": r.restarting(),
             "OOMKilled": r.state.oom_killed,
             "Dead": r.state.status == "dead",
             "Pid": r.state.pid,
@@ -200,6 +216,7 @@ pub(crate) fn inspect_json(e: &Engine, r: &Record) -> Value {
             "Error": r.state.error,
             "StartedAt": r.state.started_at,
             "FinishedAt": r.state.finished_at,
+            "Health": r.state.health,
         },
         "Image": r.image_id,
         "ResolvConfPath": dir.join("resolv.conf"),

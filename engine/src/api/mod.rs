@@ -45,6 +45,7 @@ use crate::{parse_signal, Engine, Exec};
 use self::archive::*;
 use self::attach::*;
 use self::containers::*;
+pub(crate) use self::exec::exec_process;
 use self::exec::*;
 use self::images::*;
 pub use self::server::serve;

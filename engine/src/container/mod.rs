@@ -3,6 +3,7 @@
 //! exit, stop, kill, pause, remove, reconcile after a restart).
 
 pub mod archive;
+pub mod health;
 mod naming;
 pub mod options;
 pub mod seccomp;
@@ -34,6 +35,9 @@ pub struct State {
     pub finished_at: String,
     pub oom_killed: bool,
     pub error: String,
+    /// Docker's State.Health (Status, FailingStreak, Log) when the container has a check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<serde_json::Value>,
 }
 
 /// One container, as stored in `<data-root>/containers/<id>/config.v2.json`.
@@ -58,6 +62,14 @@ pub struct Record {
     /// Bumped at every exit (for `wait?condition=next-exit`).
     #[serde(default)]
     pub exits: u64,
+    /// Stopped or killed by a client: the restart policy leaves it stopped (dockerd's
+    /// HasBeenManuallyStopped).
+    #[serde(default)]
+    pub manually_stopped: bool,
+    /// The restart policy's current delay (100 ms, doubling, back to 100 ms after 10 s of
+    /// running).
+    #[serde(default)]
+    pub restart_backoff_ms: u64,
 }
 
 impl Record {
@@ -66,6 +78,31 @@ impl Record {
     }
     pub fn running(&self) -> bool {
         matches!(self.state.status.as_str(), "running" | "paused")
+    }
+    /// Waiting for its restart policy's delay.
+    pub fn restarting(&self) -> bool {
+        self.state.status == "restarting"
+    }
+    /// `RestartPolicy`: its name ("no" when none) and maximum retry count.
+    pub fn restart_policy(&self) -> (&str, i64) {
+        let p = &self.host_config["RestartPolicy"];
+        let name = p["Name"].as_str().filter(|n| !n.is_empty()).unwrap_or("no");
+        (name, p["MaximumRetryCount"].as_i64().unwrap_or(0))
+    }
+    /// Whether the restart policy starts the container again after an exit; `boot` is the
+    /// check when berthd starts, where `always` ignores a manual stop, as in dockerd.
+    pub fn policy_restarts(&self, boot: bool) -> bool {
+        let (name, max) = self.restart_policy();
+        match name {
+            "always" => boot || !self.manually_stopped,
+            "unless-stopped" => !self.manually_stopped,
+            "on-failure" => {
+                !self.manually_stopped
+                    && self.state.exit_code != 0
+                    && (max == 0 || (self.restart_count as i64) < max)
+            }
+            _ => false,
+        }
     }
     pub fn auto_remove(&self) -> bool {
         self.host_config["AutoRemove"].as_bool().unwrap_or(false)

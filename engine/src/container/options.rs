@@ -252,6 +252,31 @@ pub fn check(h: &mut Value, c: &Value, runtimes: &[&str]) -> Result<Vec<String>,
         h["CpuCount"] = json!(0);
     }
 
+    // ---- restart policy -----------------------------------------------------------------
+    let policy = h["RestartPolicy"]["Name"].as_str().unwrap_or_default();
+    let retries = h["RestartPolicy"]["MaximumRetryCount"]
+        .as_i64()
+        .unwrap_or(0);
+    match policy {
+        "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
+        p => {
+            return bad(format!(
+                "invalid restart policy: unknown policy '{p}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+            ))
+        }
+    }
+    if retries < 0 {
+        return bad("invalid restart policy: maximum retry count cannot be negative".into());
+    }
+    if retries > 0 && policy != "on-failure" {
+        return bad(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'".into(),
+        );
+    }
+    if h["AutoRemove"].as_bool() == Some(true) && !matches!(policy, "" | "no") {
+        return bad("can't create 'AutoRemove' container with restart policy".into());
+    }
+
     // ---- log driver --------------------------------------------------------------------
     let driver = h["LogConfig"]["Type"].as_str().unwrap_or_default();
     if !driver.is_empty() && !LOG_DRIVERS.contains(&driver) {

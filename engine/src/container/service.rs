@@ -319,6 +319,10 @@ impl Engine {
                 config[k] = img[k].clone();
             }
         }
+        let hc = super::health::merge(&config["Healthcheck"], &img["Healthcheck"]);
+        if !hc.is_null() {
+            config["Healthcheck"] = hc;
+        }
         let mut labels = img["Labels"].as_object().cloned().unwrap_or_default();
         if let Some(l) = config["Labels"].as_object() {
             labels.extend(l.clone());
@@ -413,6 +417,8 @@ impl Engine {
             restart_count: 0,
             log_path: dir.join(format!("{id}-json.log")),
             exits: 0,
+            manually_stopped: false,
+            restart_backoff_ms: 0,
         };
         // Validate the spec now, so bad binds or options fail at create as in Docker.
         self.write_files(&rec)?;
@@ -527,8 +533,14 @@ impl Engine {
         if rec.running() {
             return Ok(false);
         }
+        if rec.manually_stopped {
+            let _ = self.update(&rec.id, |r| r.manually_stopped = false);
+        }
         let err = match self.start_task(&rec).await {
-            Ok(()) => return Ok(true),
+            Ok(()) => {
+                self.start_health(&rec.id, false);
+                return Ok(true);
+            }
             Err(err) => err,
         };
         let msg = err.message.clone();
@@ -667,6 +679,7 @@ impl Engine {
                 finished_at: ZERO_TIME.into(),
                 oom_killed: false,
                 error: String::new(),
+                health: None,
             };
         })?;
         self.emit_container_id(&rec.id, "start", &[]);
@@ -806,7 +819,72 @@ impl Engine {
             let _ = self.remove(id, true).await;
         } else {
             self.cleanup_task(id).await;
+            self.maybe_restart(id);
         }
+    }
+
+    /// Applies the restart policy after an exit: the container waits in `restarting` for
+    /// the policy's delay (100 ms, doubling up to a minute, back to 100 ms once a run lasted
+    /// 10 s), then starts again, unless a client stopped, killed or removed it meanwhile.
+    pub fn maybe_restart(self: &Arc<Self>, id: &str) {
+        let Ok(rec) = self.find(id) else { return };
+        if rec.running() || rec.restarting() || rec.auto_remove() || !rec.policy_restarts(false) {
+            return;
+        }
+        let ran = match (
+            chrono::DateTime::parse_from_rfc3339(&rec.state.started_at),
+            chrono::DateTime::parse_from_rfc3339(&rec.state.finished_at),
+        ) {
+            (Ok(a), Ok(b)) => (b - a).num_milliseconds(),
+            _ => 0,
+        };
+        let mut backoff = if ran >= 10_000 {
+            0
+        } else {
+            rec.restart_backoff_ms
+        };
+        backoff = match backoff {
+            0 => 100,
+            b if b < 60_000 => b * 2,
+            b => b,
+        }
+        .min(60_000);
+        if self
+            .update(id, |r| {
+                r.state.status = "restarting".into();
+                r.restart_count += 1;
+                r.restart_backoff_ms = backoff;
+            })
+            .is_err()
+        {
+            return;
+        }
+        let me = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            match me.find(&id) {
+                Ok(r) if r.restarting() && !r.manually_stopped => {}
+                _ => return,
+            }
+            if let Err(e) = me.start(&id).await {
+                tracing::warn!(container_id = %id, error = %e, "restart by policy failed");
+                me.maybe_restart(&id);
+            }
+        });
+    }
+
+    /// Ends a pending policy restart (stop, kill, remove of a restarting container).
+    fn cancel_restart(&self, id: &str) -> bool {
+        let mut was = false;
+        let _ = self.update(id, |r| {
+            r.manually_stopped = true;
+            if r.restarting() {
+                r.state.status = "exited".into();
+                was = true;
+            }
+        });
+        was
     }
 
     /// Follows the supervisor's events for exits and OOMs, reconnecting when the stream breaks.
@@ -879,8 +957,24 @@ impl Engine {
                         r.state.status = if paused { "paused" } else { "running" }.into();
                         r.state.pid = p.pid;
                     });
+                    self.start_health(&rec.id, true);
                 }
                 _ => self.on_exit(&rec.id, 137).await,
+            }
+        }
+        // Restart policies when berthd starts: `always` even after a manual stop,
+        // `unless-stopped` unless stopped, `on-failure` after a failure, as dockerd does.
+        for rec in self.list() {
+            if rec.state.status == "exited"
+                && rec.state.started_at != ZERO_TIME
+                && rec.policy_restarts(true)
+            {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = me.start(&rec.id).await {
+                        tracing::warn!(container_id = %rec.id, error = %e, "restart at boot failed");
+                    }
+                });
             }
         }
     }
@@ -889,6 +983,10 @@ impl Engine {
 
     pub async fn kill(&self, key: &str, signal: i32) -> ApiResult<()> {
         let rec = self.find(key)?;
+        // A kill ends the restart policy's loop, as in dockerd.
+        if self.cancel_restart(&rec.id) {
+            return Ok(());
+        }
         if !rec.running() {
             return Err(ApiError::conflict(format!(
                 "Cannot kill container: {key}: Container {} is not running",
@@ -949,6 +1047,10 @@ impl Engine {
         signal: Option<&str>,
     ) -> ApiResult<bool> {
         let rec = self.find(key)?;
+        if self.cancel_restart(&rec.id) {
+            self.emit_container_id(&rec.id, "stop", &[]);
+            return Ok(true);
+        }
         if !rec.running() {
             return Ok(false);
         }
@@ -1026,6 +1128,15 @@ impl Engine {
     /// `DELETE /containers/{id}`.
     pub async fn remove(self: &Arc<Self>, key: &str, force: bool) -> ApiResult<()> {
         let rec = self.find(key)?;
+        if rec.restarting() {
+            if !force {
+                return Err(ApiError::conflict(format!(
+                    "cannot remove container \"{}\": container is restarting: stop the container before removing or force remove",
+                    rec.name
+                )));
+            }
+            self.cancel_restart(&rec.id);
+        }
         if rec.running() {
             if !force {
                 let what = if rec.state.status == "paused" {
