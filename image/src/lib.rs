@@ -92,6 +92,25 @@ pub struct PruneReport {
 
 /// Changes applied to the config of an imported rootfs (`docker import --change`, `--message`).
 #[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    /// The image the container was made from (its id).
+    pub parent: String,
+    /// Reference to tag the result with (`repo[:tag]`).
+    pub reference: Option<String>,
+    /// The new image's `config` (Docker's Config of the container, image fields only).
+    pub config: serde_json::Value,
+    /// Dockerfile-style instructions applied over `config` (`--change`).
+    pub changes: Vec<String>,
+    /// `--message`, `--author`, and the container's command for the history.
+    pub comment: String,
+    pub author: String,
+    pub created_by: String,
+    /// The container's id, recorded in the image config as Docker does.
+    pub container: String,
+}
+
+/// Options of [`ImageStore::import`].
+#[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
     /// Reference to tag the result with (`repo[:tag]`).
     pub reference: Option<String>,
@@ -169,6 +188,12 @@ impl ImageStore {
         self.inner.import(tarball, options)
     }
 
+    /// `docker commit`: a new image of `options.parent` plus the layer `layer` (a tar with
+    /// OCI whiteouts), with the container's config.
+    pub fn commit(&self, layer: impl Read, options: &CommitOptions) -> Result<Image> {
+        self.inner.commit(layer, options)
+    }
+
     /// Writes a `docker save`-compatible archive (also readable as an OCI layout: it has
     /// index.json and oci-layout too, as Docker 25+ writes) of the named images.
     pub fn save(&self, references: &[String], out: impl Write) -> Result<()> {
@@ -220,6 +245,13 @@ impl ImageStore {
     ) -> Result<rootfs::RootfsLayers> {
         let (mount, _) = self.inner.rootfs_mount(image_id, container_id)?;
         Ok(rootfs::RootfsLayers::from_mount(&mount))
+    }
+
+    /// The image layers under container `container_id`'s writable layer (what it started
+    /// from, for `docker diff`); nothing is written.
+    pub fn image_layers(&self, image_id: &str, container_id: &str) -> Result<rootfs::RootfsLayers> {
+        let (mount, _) = self.inner.rootfs_mount(image_id, container_id)?;
+        Ok(rootfs::RootfsLayers::image_only(&mount))
     }
 
     /// Removes container `container_id`'s writable layer (after the supervisor unmounted it).

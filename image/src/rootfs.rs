@@ -38,6 +38,18 @@ impl RootfsLayers {
         RootfsLayers { dirs }
     }
 
+    /// The image's layers only (without the container's writable layer): what the
+    /// container started from, for `docker diff`.
+    pub fn image_only(m: &RootfsMount) -> RootfsLayers {
+        let mut dirs = Vec::new();
+        for o in &m.options {
+            if let Some(l) = o.strip_prefix("lowerdir=") {
+                dirs.extend(l.split(':').map(PathBuf::from));
+            }
+        }
+        RootfsLayers { dirs }
+    }
+
     /// Where `path` (absolute in the container, no symlinks followed) lives on disk, as
     /// overlayfs would show it: the topmost layer that has it, unless a whiteout or an opaque
     /// directory above hides the layers below.

@@ -694,6 +694,69 @@ impl Store {
         self.get(&id)
     }
 
+    pub(crate) fn commit(&self, layer: impl Read, options: &crate::CommitOptions) -> Result<Image> {
+        let parent = self.get(&options.parent)?;
+        let mut config: serde_json::Value = serde_json::from_slice(&self.config_blob(&parent.id)?)
+            .map_err(|e| Error::Internal(format!("parent config: {e}")))?;
+        let (diff_id, _) = self.unpack_layer(layer, "commit")?;
+        let now = now_rfc3339();
+        let mut cfg = options.config.as_object().cloned().unwrap_or_default();
+        for change in &options.changes {
+            crate::changes::apply(&mut cfg, change)?;
+        }
+        let mut diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        diff_ids.push(diff_id);
+        let mut history = config["history"].as_array().cloned().unwrap_or_default();
+        let mut entry = serde_json::json!({"created": now, "created_by": options.created_by});
+        if !options.comment.is_empty() {
+            entry["comment"] = serde_json::json!(options.comment);
+        }
+        if !options.author.is_empty() {
+            entry["author"] = serde_json::json!(options.author);
+        }
+        history.push(entry);
+        config["config"] = serde_json::Value::Object(cfg.clone());
+        config["container_config"] = serde_json::Value::Object(cfg);
+        config["created"] = serde_json::json!(now);
+        config["container"] = serde_json::json!(options.container);
+        config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": diff_ids});
+        config["history"] = serde_json::json!(history);
+        match options.author.as_str() {
+            "" => {
+                if let Some(o) = config.as_object_mut() {
+                    o.remove("author");
+                }
+            }
+            a => config["author"] = serde_json::json!(a),
+        }
+        if options.comment.is_empty() {
+            if let Some(o) = config.as_object_mut() {
+                o.remove("comment");
+            }
+        } else {
+            config["comment"] = serde_json::json!(options.comment);
+        }
+        let tags = match &options.reference {
+            Some(r) if !r.is_empty() => vec![r.clone()],
+            _ => Vec::new(),
+        };
+        let bytes = serde_json::to_vec(&config).map_err(|e| Error::Internal(e.to_string()))?;
+        let id = self.register(NewRecord {
+            config: bytes,
+            diff_ids,
+            tags,
+            repo_digest: None,
+        })?;
+        self.get(&id)
+    }
+
     pub(crate) fn load(&self, archive: impl Read) -> Result<Vec<Loaded>> {
         crate::archive::load(self, archive)
     }

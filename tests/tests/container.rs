@@ -681,8 +681,11 @@ fn processes_under(dir: &Path, program: &str) -> Vec<i32> {
         .filter(|pid| {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            args.first().is_some_and(|a| a.ends_with(program.as_bytes()))
-                && args.iter().any(|a| a.windows(dir.len()).any(|w| w == dir.as_bytes()))
+            args.first()
+                .is_some_and(|a| a.ends_with(program.as_bytes()))
+                && args
+                    .iter()
+                    .any(|a| a.windows(dir.len()).any(|w| w == dir.as_bytes()))
         })
         .collect()
 }
@@ -695,21 +698,80 @@ fn restart_policies_follow_dockerd() {
 
     // on-failure:2: two restarts, then it stays exited; the events are die/start only.
     let name = unique_id("rp-fail");
-    ok(&env, &["run", "-d", "--name", &name, "--restart", "on-failure:2", IMAGE, "sh", "-c", "exit 3"]);
-    let got = wait_inspect(&env, &name, "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}", "exited 2 3", 20);
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--restart",
+            "on-failure:2",
+            IMAGE,
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    );
+    let got = wait_inspect(
+        &env,
+        &name,
+        "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}",
+        "exited 2 3",
+        20,
+    );
     assert_eq!(got, "exited 2 3");
     // The CLI's `--until 0s` is the current second, whole: let it pass.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let events = ok(&env, &["events", "--since", "60s", "--until", "0s", "--filter", &format!("container={name}"), "--format", "{{.Action}}"]);
-    assert_eq!(events.split_whitespace().collect::<Vec<_>>(), ["create", "start", "die", "start", "die", "start", "die"]);
+    let events = ok(
+        &env,
+        &[
+            "events",
+            "--since",
+            "60s",
+            "--until",
+            "0s",
+            "--filter",
+            &format!("container={name}"),
+            "--format",
+            "{{.Action}}",
+        ],
+    );
+    assert_eq!(
+        events.split_whitespace().collect::<Vec<_>>(),
+        ["create", "start", "die", "start", "die", "start", "die"]
+    );
 
     // always: restarting between runs, with the backoff growing; stop and kill end the loop.
     let name = unique_id("rp-always");
-    ok(&env, &["run", "-d", "--name", &name, "--restart", "always", IMAGE, "sh", "-c", "exit 5"]);
-    let got = wait_inspect(&env, &name, "{{.State.Restarting}} {{.State.Running}}", "true true", 10);
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--restart",
+            "always",
+            IMAGE,
+            "sh",
+            "-c",
+            "exit 5",
+        ],
+    );
+    let got = wait_inspect(
+        &env,
+        &name,
+        "{{.State.Restarting}} {{.State.Running}}",
+        "true true",
+        10,
+    );
     assert_eq!(got, "true true");
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let count: u32 = ok(&env, &["inspect", "-f", "{{.RestartCount}}", &name]).trim().parse().unwrap();
+    let count: u32 = ok(&env, &["inspect", "-f", "{{.RestartCount}}", &name])
+        .trim()
+        .parse()
+        .unwrap();
     // 100, 200, 400, 800 ms...: a handful in two seconds, not hundreds.
     assert!((2..=8).contains(&count), "restart count {count} after 2 s");
     ok(&env, &["stop", &name]);
@@ -717,16 +779,47 @@ fn restart_policies_follow_dockerd() {
     assert_eq!(got, "exited");
     let before = ok(&env, &["inspect", "-f", "{{.RestartCount}}", &name]);
     std::thread::sleep(std::time::Duration::from_secs(1));
-    assert_eq!(ok(&env, &["inspect", "-f", "{{.RestartCount}}", &name]), before, "stop ended the loop");
+    assert_eq!(
+        ok(&env, &["inspect", "-f", "{{.RestartCount}}", &name]),
+        before,
+        "stop ended the loop"
+    );
     ok(&env, &["rm", &name]);
 
     let name = unique_id("rp-kill");
-    ok(&env, &["run", "-d", "--name", &name, "--restart", "always", IMAGE, "sleep", "600"]);
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--restart",
+            "always",
+            IMAGE,
+            "sleep",
+            "600",
+        ],
+    );
     ok(&env, &["kill", &name]);
     std::thread::sleep(std::time::Duration::from_millis(800));
-    assert_eq!(ok(&env, &["inspect", "-f", "{{.State.Status}} {{.RestartCount}}", &name]), "exited 0\n");
+    assert_eq!(
+        ok(
+            &env,
+            &[
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{.RestartCount}}",
+                &name
+            ]
+        ),
+        "exited 0\n"
+    );
     ok(&env, &["restart", &name]);
-    assert_eq!(ok(&env, &["inspect", "-f", "{{.State.Status}}", &name]), "running\n");
+    assert_eq!(
+        ok(&env, &["inspect", "-f", "{{.State.Status}}", &name]),
+        "running\n"
+    );
     ok(&env, &["rm", "-f", &name]);
 
     let out = env.docker_output(&["run", "-d", "--restart", "sometimes", IMAGE, "true"]);
@@ -738,22 +831,81 @@ fn restart_policies_follow_dockerd() {
     let unless = unique_id("rp-boot-unless");
     let stopped = unique_id("rp-boot-stopped");
     let plain = unique_id("rp-boot-plain");
-    ok(&env, &["run", "-d", "--name", &always, "--restart", "always", IMAGE, "sleep", "600"]);
-    ok(&env, &["run", "-d", "--name", &unless, "--restart", "unless-stopped", IMAGE, "sleep", "600"]);
-    ok(&env, &["run", "-d", "--name", &stopped, "--restart", "unless-stopped", IMAGE, "sleep", "600"]);
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &always,
+            "--restart",
+            "always",
+            IMAGE,
+            "sleep",
+            "600",
+        ],
+    );
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &unless,
+            "--restart",
+            "unless-stopped",
+            IMAGE,
+            "sleep",
+            "600",
+        ],
+    );
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &stopped,
+            "--restart",
+            "unless-stopped",
+            IMAGE,
+            "sleep",
+            "600",
+        ],
+    );
     ok(&env, &["stop", "-t", "0", &stopped]);
-    ok(&env, &["run", "-d", "--name", &plain, IMAGE, "sleep", "600"]);
+    ok(
+        &env,
+        &["run", "-d", "--name", &plain, IMAGE, "sleep", "600"],
+    );
     let pids: Vec<i32> = [&always, &unless, &plain]
         .iter()
-        .map(|n| ok(&env, &["inspect", "-f", "{{.State.Pid}}", n]).trim().parse().unwrap())
+        .map(|n| {
+            ok(&env, &["inspect", "-f", "{{.State.Pid}}", n])
+                .trim()
+                .parse()
+                .unwrap()
+        })
         .collect();
-    env.stop_daemon(std::time::Duration::from_secs(20)).expect("stop berthd");
-    for pid in processes_under(env.dir(), "berth-shim").into_iter().chain(pids) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    env.stop_daemon(std::time::Duration::from_secs(20))
+        .expect("stop berthd");
+    for pid in processes_under(env.dir(), "berth-shim")
+        .into_iter()
+        .chain(pids)
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     env.restart_daemon().expect("start berthd again");
-    for (n, want) in [(&always, "running"), (&unless, "running"), (&stopped, "exited"), (&plain, "exited")] {
+    for (n, want) in [
+        (&always, "running"),
+        (&unless, "running"),
+        (&stopped, "exited"),
+        (&plain, "exited"),
+    ] {
         let got = wait_inspect(&env, n, "{{.State.Status}}", want, 15);
         assert_eq!(got, want, "{n}");
     }
@@ -768,46 +920,143 @@ fn health_checks_and_oom_kills_are_reported() {
     skip_unless_root!();
     let Some(mut env) = start() else { return };
     let name = unique_id("hc");
-    ok(&env, &[
-        "run", "-d", "--name", &name,
-        "--health-cmd", "test -f /tmp/ok && echo fine",
-        "--health-interval", "500ms", "--health-retries", "2",
-        IMAGE, "sh", "-c", "sleep 2; touch /tmp/ok; sleep 3; rm /tmp/ok; sleep 600",
-    ]);
-    assert_eq!(ok(&env, &["inspect", "-f", "{{.State.Health.Status}}", &name]), "starting\n");
-    assert_eq!(wait_inspect(&env, &name, "{{.State.Health.Status}}", "healthy", 15), "healthy");
-    let ps = ok(&env, &["ps", "--filter", "health=healthy", "--format", "{{.Names}} {{.Status}}"]);
-    assert!(ps.contains(&format!("{name} Up")) && ps.contains("(healthy)"), "{ps}");
-    let out = ok(&env, &["inspect", "-f", "{{range .State.Health.Log}}{{.Output}}{{end}}", &name]);
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--health-cmd",
+            "test -f /tmp/ok && echo fine",
+            "--health-interval",
+            "500ms",
+            "--health-retries",
+            "2",
+            IMAGE,
+            "sh",
+            "-c",
+            "sleep 2; touch /tmp/ok; sleep 3; rm /tmp/ok; sleep 600",
+        ],
+    );
+    assert_eq!(
+        ok(&env, &["inspect", "-f", "{{.State.Health.Status}}", &name]),
+        "starting\n"
+    );
+    assert_eq!(
+        wait_inspect(&env, &name, "{{.State.Health.Status}}", "healthy", 15),
+        "healthy"
+    );
+    let ps = ok(
+        &env,
+        &[
+            "ps",
+            "--filter",
+            "health=healthy",
+            "--format",
+            "{{.Names}} {{.Status}}",
+        ],
+    );
+    assert!(
+        ps.contains(&format!("{name} Up")) && ps.contains("(healthy)"),
+        "{ps}"
+    );
+    let out = ok(
+        &env,
+        &[
+            "inspect",
+            "-f",
+            "{{range .State.Health.Log}}{{.Output}}{{end}}",
+            &name,
+        ],
+    );
     assert!(out.contains("fine"), "probe output kept: {out}");
-    assert_eq!(wait_inspect(&env, &name, "{{.State.Health.Status}} {{.State.Health.FailingStreak}}", "unhealthy 2", 15), "unhealthy 2");
-    let n: usize = ok(&env, &["inspect", "-f", "{{len .State.Health.Log}}", &name]).trim().parse().unwrap();
+    assert_eq!(
+        wait_inspect(
+            &env,
+            &name,
+            "{{.State.Health.Status}} {{.State.Health.FailingStreak}}",
+            "unhealthy 2",
+            15
+        ),
+        "unhealthy 2"
+    );
+    let n: usize = ok(&env, &["inspect", "-f", "{{len .State.Health.Log}}", &name])
+        .trim()
+        .parse()
+        .unwrap();
     assert!(n <= 5, "only the last five results: {n}");
 
     // Health checks survive a restart of berthd.
     env.kill_daemon().expect("kill -9 berthd");
     env.restart_daemon().expect("start berthd again");
     ok(&env, &["exec", &name, "touch", "/tmp/ok"]);
-    assert_eq!(wait_inspect(&env, &name, "{{.State.Health.Status}}", "healthy", 15), "healthy");
+    assert_eq!(
+        wait_inspect(&env, &name, "{{.State.Health.Status}}", "healthy", 15),
+        "healthy"
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let events = ok(&env, &["events", "--since", "120s", "--until", "0s", "--filter", &format!("container={name}"), "--format", "{{.Action}}"]);
-    assert!(events.contains("health_status: healthy\nhealth_status: unhealthy\n"), "{events}");
+    let events = ok(
+        &env,
+        &[
+            "events",
+            "--since",
+            "120s",
+            "--until",
+            "0s",
+            "--filter",
+            &format!("container={name}"),
+            "--format",
+            "{{.Action}}",
+        ],
+    );
+    assert!(
+        events.contains("health_status: healthy\nhealth_status: unhealthy\n"),
+        "{events}"
+    );
     ok(&env, &["rm", "-f", &name]);
 
     // An image's HEALTHCHECK, and --no-healthcheck.
     let img = format!("{}:{}", unique_id("hc-img"), "v1");
     let name = unique_id("hc-base");
     ok(&env, &["create", "--name", &name, IMAGE, "true"]);
-    ok(&env, &["commit", "--change", "HEALTHCHECK --interval=300ms CMD true", &name, &img]);
+    ok(
+        &env,
+        &[
+            "commit",
+            "--change",
+            "HEALTHCHECK --interval=300ms CMD true",
+            &name,
+            &img,
+        ],
+    );
     ok(&env, &["rm", &name]);
     let name = unique_id("hc-from-image");
     ok(&env, &["run", "-d", "--name", &name, &img, "sleep", "600"]);
-    assert_eq!(wait_inspect(&env, &name, "{{.State.Health.Status}}", "healthy", 10), "healthy");
+    assert_eq!(
+        wait_inspect(&env, &name, "{{.State.Health.Status}}", "healthy", 10),
+        "healthy"
+    );
     ok(&env, &["rm", "-f", &name]);
     let name = unique_id("hc-none");
-    ok(&env, &["run", "-d", "--name", &name, "--no-healthcheck", &img, "sleep", "600"]);
-    assert_eq!(ok(&env, &["inspect", "-f", "{{.State.Health}}", &name]), "<nil>\n");
-    ok(&env, &["rm", "-f", &name, ]);
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--no-healthcheck",
+            &img,
+            "sleep",
+            "600",
+        ],
+    );
+    assert_eq!(
+        ok(&env, &["inspect", "-f", "{{.State.Health}}", &name]),
+        "<nil>\n"
+    );
+    ok(&env, &["rm", "-f", &name]);
     ok(&env, &["rmi", &img]);
 
     // An OOM kill sets OOMKilled and sends the `oom` event.
@@ -816,13 +1065,40 @@ fn health_checks_and_oom_kills_are_reported() {
     {
         let name = unique_id("oom");
         let out = env.docker_output(&[
-            "run", "--name", &name, "-m", "8m", "--memory-swap", "8m", IMAGE,
-            "sh", "-c", "x=$(head -c 64m /dev/zero | tr '\\0' a); echo survived",
+            "run",
+            "--name",
+            &name,
+            "-m",
+            "8m",
+            "--memory-swap",
+            "8m",
+            IMAGE,
+            "sh",
+            "-c",
+            "x=$(head -c 64m /dev/zero | tr '\\0' a); echo survived",
         ]);
         assert_eq!(out.code(), 137, "{out}");
-        assert_eq!(wait_inspect(&env, &name, "{{.State.OOMKilled}}", "true", 5), "true");
+        assert_eq!(
+            wait_inspect(&env, &name, "{{.State.OOMKilled}}", "true", 5),
+            "true"
+        );
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        let events = ok(&env, &["events", "--since", "60s", "--until", "0s", "--filter", &format!("container={name}"), "--filter", "event=oom", "--format", "{{.Action}}"]);
+        let events = ok(
+            &env,
+            &[
+                "events",
+                "--since",
+                "60s",
+                "--until",
+                "0s",
+                "--filter",
+                &format!("container={name}"),
+                "--filter",
+                "event=oom",
+                "--format",
+                "{{.Action}}",
+            ],
+        );
         assert_eq!(events, "oom\n");
         ok(&env, &["rm", &name]);
     }

@@ -733,3 +733,139 @@ pub(crate) async fn container_logs(
         .body(Body::from_stream(ReceiverStream::new(rx)))
         .unwrap_or_default())
 }
+
+/// The HostConfig fields `POST /containers/{id}/update` changes (dockerd's Resources and
+/// RestartPolicy).
+const UPDATABLE: &[&str] = &[
+    "CpuShares",
+    "Memory",
+    "CgroupParent",
+    "BlkioWeight",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "CpuPeriod",
+    "CpuQuota",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "CpusetCpus",
+    "CpusetMems",
+    "Devices",
+    "DeviceCgroupRules",
+    "KernelMemory",
+    "KernelMemoryTCP",
+    "MemoryReservation",
+    "MemorySwap",
+    "MemorySwappiness",
+    "NanoCpus",
+    "OomKillDisable",
+    "PidsLimit",
+    "Ulimits",
+    "CpuCount",
+    "CpuPercent",
+    "IOMaximumIOps",
+    "IOMaximumBandwidth",
+    "RestartPolicy",
+];
+
+/// `POST /containers/{id}/update`: resources and the restart policy, applied to the running
+/// container's cgroups at once.
+pub(crate) async fn container_update(
+    State(e): S,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body = parse_body(&body)?;
+    let rec = e.find(&id)?;
+    let mut hc = rec.host_config.clone();
+    for k in UPDATABLE {
+        let v = &body[*k];
+        let set = match v {
+            Value::Null => false,
+            Value::Number(n) => n.as_f64() != Some(0.0),
+            Value::String(s) => !s.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            // An empty RestartPolicy name leaves the policy as it is.
+            Value::Object(o) => {
+                !(o.is_empty()
+                    || (*k == "RestartPolicy" && o["Name"].as_str().unwrap_or_default().is_empty()))
+            }
+            Value::Bool(b) => *b,
+        };
+        if set {
+            hc[*k] = v.clone();
+        }
+    }
+    for k in ["CgroupParent", "Devices", "DeviceCgroupRules", "Ulimits"] {
+        if hc[k] != rec.host_config[k] {
+            return Err(ApiError::bad_request(format!(
+                "{k} cannot be changed by an update; re-create the container"
+            )));
+        }
+    }
+    if rec.auto_remove()
+        && body["RestartPolicy"]["Name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty() && n != "no")
+    {
+        return Err(ApiError::bad_request(
+            "Restart policy cannot be updated because AutoRemove is enabled for the container",
+        ));
+    }
+    // As dockerd: a new memory limit above the recorded swap limit needs the swap too.
+    let memory = body["Memory"].as_i64().unwrap_or(0);
+    let old_swap = rec.host_config["MemorySwap"].as_i64().unwrap_or(0);
+    if memory > 0
+        && body["MemorySwap"].as_i64().unwrap_or(0) == 0
+        && old_swap > 0
+        && memory > old_swap
+    {
+        return Err(ApiError::bad_request(
+            "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time",
+        ));
+    }
+    let names = e.runtime_names();
+    let warnings = crate::container::options::check(&mut hc, &rec.config, &names)?;
+    if rec.running() {
+        let mut updated = rec.clone();
+        updated.host_config = hc.clone();
+        let dir = e.container_dir(&rec.id);
+        let files = crate::container::SpecFiles {
+            hosts: &dir.join("hosts"),
+            hostname: &dir.join("hostname"),
+            resolv: &dir.join("resolv.conf"),
+            init: None,
+            user: None,
+            joins: Vec::new(),
+        };
+        let spec = crate::container::build_spec(&updated, &files)?;
+        let all = &spec["linux"]["resources"];
+        let mut resources = serde_json::Map::new();
+        for k in ["memory", "cpu", "pids", "blockIO"] {
+            if !all[k].is_null() {
+                resources.insert(k.into(), all[k].clone());
+            }
+        }
+        e.sup
+            .tasks()
+            .update(pb::UpdateTaskRequest {
+                namespace: e.sup.namespace.clone(),
+                container_id: rec.id.clone(),
+                resources: serde_json::to_vec(&Value::Object(resources))
+                    .map_err(|x| ApiError::internal(x.to_string()))?,
+            })
+            .await
+            .map_err(|s| {
+                ApiError::internal(format!(
+                    "Cannot update container {}: {}",
+                    rec.id,
+                    s.message()
+                ))
+            })?;
+    }
+    e.update(&rec.id, |r| r.host_config = hc)?;
+    e.emit_container_id(&rec.id, "update", &[]);
+    Ok(ok_json(json!({"Warnings": warnings})))
+}

@@ -6,6 +6,7 @@
 
 mod archive;
 mod attach;
+mod commit;
 mod containers;
 pub mod detach;
 mod events;
@@ -44,6 +45,7 @@ use crate::{parse_signal, Engine, Exec};
 
 use self::archive::*;
 use self::attach::*;
+use self::commit::*;
 use self::containers::*;
 pub(crate) use self::exec::exec_process;
 use self::exec::*;
@@ -98,6 +100,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/resize", post(container_resize))
         .route("/containers/{id}/attach", post(container_attach))
         .route("/containers/{id}/logs", get(container_logs))
+        .route("/containers/{id}/changes", get(container_changes))
+        .route("/containers/{id}/export", get(container_export))
+        .route("/containers/{id}/update", post(container_update))
+        .route("/commit", post(commit))
         .route(
             "/containers/{id}/archive",
             get(archive_get).head(archive_head).put(archive_put),

@@ -288,10 +288,7 @@ impl Root {
             PathBuf::from(p.file_name().unwrap_or(OsStr::new(".")))
         };
         let (parent, name) = self.parent_of(&p)?;
-        let mut w = TarWriter {
-            tar: tar::Builder::new(out),
-            links: HashMap::new(),
-        };
+        let mut w = TarWriter::new(out, false, Vec::new());
         match name {
             Some(n) => w.add(parent.as_fd(), &n, &base)?,
             None => {
@@ -301,6 +298,36 @@ impl Root {
         }
         w.tar.into_inner()?.flush()?;
         Ok(())
+    }
+
+    /// Writes a tar of everything below the root, names relative to it (`docker export`).
+    pub fn tar_contents(&self, out: impl Write) -> Result<()> {
+        let root = self.resolve(Path::new("/"), OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+        let mut w = TarWriter::new(out, false, Vec::new());
+        w.add_dir_contents(root, Path::new(""), true)?;
+        w.tar.into_inner()?.flush()?;
+        Ok(())
+    }
+
+    /// Writes this root (an overlay upper directory) as an image layer: whiteouts and opaque
+    /// directories in OCI's form, the container's empty mount points left out.
+    pub fn tar_layer(&self, out: impl Write) -> Result<()> {
+        let root = self.resolve(Path::new("/"), OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+        let mut w = TarWriter::new(out, true, init_paths());
+        w.add_dir_contents(root, Path::new(""), true)?;
+        w.tar.into_inner()?.flush()?;
+        Ok(())
+    }
+
+    /// The changes this root (an overlay upper directory) holds over `in_lower` (whether a
+    /// path exists below): Docker's `(path, kind)` with 0 changed, 1 added, 2 deleted, sorted.
+    pub fn changes(&self, in_lower: &dyn Fn(&str) -> bool) -> Result<Vec<(String, u8)>> {
+        let root = self.resolve(Path::new("/"), OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+        let mut out = Vec::new();
+        let skip = init_paths();
+        walk_changes(&root, Path::new(""), &skip, in_lower, &mut out)?;
+        out.sort();
+        Ok(out)
     }
 
     /// Extracts the tar `input` into the directory `dest`, which must exist. `copy_owner`
@@ -514,6 +541,55 @@ impl Root {
     }
 }
 
+fn walk_changes(
+    dir: &OwnedFd,
+    rel: &Path,
+    skip: &[PathBuf],
+    in_lower: &dyn Fn(&str) -> bool,
+    out: &mut Vec<(String, u8)>,
+) -> Result<bool> {
+    let mut any = false;
+    for n in dir_names(dir)? {
+        let child = rel.join(&n);
+        let path = format!("/{}", child.display());
+        let st = match stat_at(dir.as_fd(), &n) {
+            Ok(st) => st,
+            Err(_) => continue,
+        };
+        if skip.contains(&child) && is_empty_mount_point(dir.as_fd(), &n, &st) {
+            continue;
+        }
+        let fmt = st.st_mode & libc::S_IFMT;
+        if fmt == libc::S_IFCHR && st.st_rdev == 0 {
+            out.push((path, 2));
+            any = true;
+            continue;
+        }
+        let existed = in_lower(&path);
+        if fmt == libc::S_IFDIR {
+            let fd = nix::fcntl::openat(
+                Some(dir.as_raw_fd()),
+                n.as_os_str(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            // SAFETY: a new descriptor from openat(2).
+            let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+            let below = walk_changes(&sub, &child, skip, in_lower, out)?;
+            // A directory copied up only because something below it changed shows as
+            // changed, as in dockerd; one that only holds mount points does not show.
+            if !existed || below || is_opaque(&sub) {
+                out.push((path, if existed { 0 } else { 1 }));
+                any = true;
+            }
+        } else {
+            out.push((path, if existed { 0 } else { 1 }));
+            any = true;
+        }
+    }
+    Ok(any)
+}
+
 /// A relative archive path that stays below its extraction point (`a/../b` is `b`; one that
 /// climbs above it is refused).
 fn inside(p: &Path) -> Option<PathBuf> {
@@ -593,9 +669,31 @@ struct TarWriter<W: Write> {
     tar: tar::Builder<W>,
     /// (dev, ino) of files with several links, and the archive name of the first.
     links: HashMap<(u64, u64), PathBuf>,
+    /// An overlay upper directory written as an image layer: whiteouts (0/0 character
+    /// devices) become `.wh.NAME` files and opaque directories get `.wh..wh..opq`.
+    layer: bool,
+    /// Archive names left out (mount points made for the container, see [`init_paths`]).
+    skip: Vec<PathBuf>,
 }
 
 impl<W: Write> TarWriter<W> {
+    fn new(out: W, layer: bool, skip: Vec<PathBuf>) -> Self {
+        TarWriter {
+            tar: tar::Builder::new(out),
+            links: HashMap::new(),
+            layer,
+            skip,
+        }
+    }
+
+    fn empty_file(&mut self, st: &FileStat, name: &Path) -> Result<()> {
+        let mut h = Self::header(st, tar::EntryType::Regular);
+        h.set_mode(0o644);
+        self.tar
+            .append_data(&mut h, name, io::empty())
+            .map_err(ArchiveError::Io)
+    }
+
     fn header(st: &FileStat, kind: tar::EntryType) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
@@ -611,6 +709,13 @@ impl<W: Write> TarWriter<W> {
     fn add(&mut self, dir: BorrowedFd<'_>, name: &OsStr, as_name: &Path) -> Result<()> {
         let st = stat_at(dir, name)?;
         let fmt = st.st_mode & libc::S_IFMT;
+        if self.skip.iter().any(|s| s == as_name) && is_empty_mount_point(dir, name, &st) {
+            return Ok(());
+        }
+        if self.layer && fmt == libc::S_IFCHR && st.st_rdev == 0 {
+            let wh = as_name.with_file_name(format!(".wh.{}", name.to_string_lossy()));
+            return self.empty_file(&st, &wh);
+        }
         match fmt {
             libc::S_IFDIR => {
                 let fd = nix::fcntl::openat(
@@ -625,6 +730,9 @@ impl<W: Write> TarWriter<W> {
                 self.tar
                     .append_data(&mut h, dir_name(as_name), io::empty())
                     .map_err(ArchiveError::Io)?;
+                if self.layer && is_opaque(&sub) {
+                    self.empty_file(&st, &as_name.join(".wh..wh..opq"))?;
+                }
                 self.add_dir_contents(sub, as_name, false)?;
             }
             libc::S_IFREG => {
@@ -689,7 +797,7 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn add_dir_contents(&mut self, dir: OwnedFd, as_name: &Path, with_self: bool) -> Result<()> {
-        if with_self {
+        if with_self && !as_name.as_os_str().is_empty() {
             let st = fstat(dir.as_fd())?;
             let mut h = Self::header(&st, tar::EntryType::Directory);
             self.tar
@@ -705,6 +813,66 @@ impl<W: Write> TarWriter<W> {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether an open directory is an overlay opaque directory (`trusted.overlay.opaque=y`).
+fn is_opaque(dir: &OwnedFd) -> bool {
+    let mut buf = [0u8; 4];
+    let name = c"trusted.overlay.opaque";
+    // SAFETY: a valid descriptor, a NUL-terminated name and a buffer of the given length.
+    let n = unsafe {
+        libc::fgetxattr(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+        )
+    };
+    n == 1 && buf[0] == b'y'
+}
+
+/// The paths (relative to the root) the runtime makes as mount points of a container
+/// (dockerd keeps them in its "-init" layer): left out of diff and commit while empty.
+pub fn init_paths() -> Vec<PathBuf> {
+    [
+        "dev",
+        "dev/pts",
+        "dev/shm",
+        "dev/mqueue",
+        "dev/console",
+        "proc",
+        "sys",
+        "sys/fs/cgroup",
+        "etc/hosts",
+        "etc/hostname",
+        "etc/resolv.conf",
+        "etc/mtab",
+        ".dockerenv",
+        "sbin/docker-init",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect()
+}
+
+/// An empty regular file or an empty directory (what a mount point is before its mount).
+fn is_empty_mount_point(dir: BorrowedFd<'_>, name: &OsStr, st: &FileStat) -> bool {
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => st.st_size == 0,
+        libc::S_IFDIR => nix::fcntl::openat(
+            Some(dir.as_raw_fd()),
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(|fd| {
+            // SAFETY: a new descriptor from openat(2).
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            dir_names(&fd).map(|n| n.is_empty()).unwrap_or(false)
+        })
+        .unwrap_or(false),
+        _ => false,
     }
 }
 

@@ -1281,6 +1281,8 @@ pub struct RootfsLease {
     engine: Arc<Engine>,
     id: String,
     mounted: Option<PathBuf>,
+    /// A read-only view of its own (not shared): unmounted when the lease goes.
+    private: bool,
     pub root: super::archive::Root,
 }
 
@@ -1294,6 +1296,7 @@ impl Engine {
                     engine: self.clone(),
                     id: rec.id.clone(),
                     mounted: None,
+                    private: false,
                     root,
                 });
             }
@@ -1321,6 +1324,7 @@ impl Engine {
                 engine: self.clone(),
                 id: rec.id.clone(),
                 mounted: Some(dir),
+                private: false,
                 root,
             }),
             Err(e) => {
@@ -1328,6 +1332,56 @@ impl Engine {
                 Err(ApiError::internal(format!(
                     "open the container's rootfs: {e}"
                 )))
+            }
+        }
+    }
+
+    /// Leases `rec`'s filesystem without its mounts (what export and commit read): for a
+    /// running container a read-only overlay of its writable layer over the image's, else
+    /// [`Engine::lease_rootfs`].
+    pub fn lease_rootfs_view(self: &Arc<Self>, rec: &Record) -> ApiResult<RootfsLease> {
+        if !(rec.running() && rec.state.pid > 0) {
+            let mut stopped = rec.clone();
+            stopped.state.pid = 0;
+            return self.lease_rootfs(&stopped);
+        }
+        let m = self.images.prepare_rootfs(&rec.image_id, &rec.id)?;
+        let upper = self.images.rootfs_upper(&rec.id);
+        let lower = m
+            .options
+            .iter()
+            .find_map(|o| o.strip_prefix("lowerdir="))
+            .unwrap_or_default();
+        let data = format!("lowerdir={}:{lower}", upper.display());
+        let dir = self.container_dir(&rec.id).join(format!(
+            "rootfs-view-{}",
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        if let Err(e) = nix::mount::mount(
+            Some("overlay"),
+            &dir,
+            Some("overlay"),
+            nix::mount::MsFlags::MS_RDONLY,
+            Some(data.as_str()),
+        ) {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(ApiError::internal(format!(
+                "mount the container's rootfs: {e}"
+            )));
+        }
+        match super::archive::Root::open(&dir) {
+            Ok(root) => Ok(RootfsLease {
+                engine: self.clone(),
+                id: rec.id.clone(),
+                mounted: Some(dir),
+                private: true,
+                root,
+            }),
+            Err(e) => {
+                let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+                let _ = std::fs::remove_dir(&dir);
+                Err(ApiError::internal(format!("open the rootfs: {e}")))
             }
         }
     }
@@ -1356,8 +1410,13 @@ impl std::fmt::Debug for RootfsLease {
 
 impl Drop for RootfsLease {
     fn drop(&mut self) {
-        if let Some(dir) = &self.mounted {
-            self.engine.release_rootfs(&self.id, dir);
+        match &self.mounted {
+            Some(dir) if self.private => {
+                let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
+                let _ = std::fs::remove_dir(dir);
+            }
+            Some(dir) => self.engine.release_rootfs(&self.id, dir),
+            None => {}
         }
     }
 }

@@ -764,7 +764,7 @@ pub fn build_spec(rec: &Record, files: &SpecFiles<'_>) -> Result<Value, ApiError
     bind(files.resolv, "/etc/resolv.conf", false);
     bind(files.hostname, "/etc/hostname", false);
     bind(files.hosts, "/etc/hosts", false);
-    if let Some(init) = files.init {
+    if let Some(init) = files.init.filter(|_| h["Init"].as_bool() == Some(true)) {
         bind(init, "/sbin/docker-init", true);
     }
     // The container's own mounts replace defaults at the same place (`--tmpfs /dev/shm`).
