@@ -987,14 +987,6 @@ fn health_checks_and_oom_kills_are_reported() {
         .unwrap();
     assert!(n <= 5, "only the last five results: {n}");
 
-    // Health checks survive a restart of berthd.
-    env.kill_daemon().expect("kill -9 berthd");
-    env.restart_daemon().expect("start berthd again");
-    ok(&env, &["exec", &name, "touch", "/tmp/ok"]);
-    assert_eq!(
-        wait_inspect(&env, &name, "{{.State.Health.Status}}", "healthy", 15),
-        "healthy"
-    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let events = ok(
         &env,
@@ -1006,13 +998,29 @@ fn health_checks_and_oom_kills_are_reported() {
             "0s",
             "--filter",
             &format!("container={name}"),
+            "--filter",
+            "event=health_status",
             "--format",
             "{{.Action}}",
         ],
     );
-    assert!(
-        events.contains("health_status: healthy\nhealth_status: unhealthy\n"),
-        "{events}"
+    // Two failures before the file exists, then healthy, then unhealthy again.
+    assert_eq!(
+        events,
+        "health_status: unhealthy\nhealth_status: healthy\nhealth_status: unhealthy\n"
+    );
+
+    // Health checks survive a restart of berthd.
+    env.kill_daemon().expect("kill -9 berthd");
+    env.restart_daemon().expect("start berthd again");
+    assert_eq!(
+        ok(&env, &["inspect", "-f", "{{.State.Health.Status}}", &name]),
+        "unhealthy\n"
+    );
+    ok(&env, &["exec", &name, "touch", "/tmp/ok"]);
+    assert_eq!(
+        wait_inspect(&env, &name, "{{.State.Health.Status}}", "healthy", 15),
+        "healthy"
     );
     ok(&env, &["rm", "-f", &name]);
 
@@ -1102,4 +1110,143 @@ fn health_checks_and_oom_kills_are_reported() {
         assert_eq!(events, "oom\n");
         ok(&env, &["rm", &name]);
     }
+}
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn diff_export_commit_and_update_read_back() {
+    skip_unless_root!();
+    let Some(env) = start() else { return };
+    let name = unique_id("dec");
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            IMAGE,
+            "sh",
+            "-c",
+            "echo x > /newfile; echo y >> /etc/passwd; rm /bin/ls; mkdir -p /tmp/a/b; sleep 600",
+        ],
+    );
+    let want =
+        "C /bin\nD /bin/ls\nC /etc\nC /etc/passwd\nA /newfile\nC /tmp\nA /tmp/a\nA /tmp/a/b\n";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut diff = String::new();
+    while std::time::Instant::now() < deadline {
+        diff = ok(&env, &["diff", &name]);
+        if diff == want {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(diff, want);
+
+    // Export: the image and the changes, no mounts (no /proc contents).
+    let tar = env.dir().join("export.tar");
+    ok(&env, &["export", "-o", tar.to_str().unwrap(), &name]);
+    let listing = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(listing.lines().any(|l| l == "newfile"), "{listing}");
+    assert!(listing.lines().any(|l| l == "bin/busybox"), "{listing}");
+    assert!(
+        !listing.lines().any(|l| l == "bin/ls"),
+        "deleted files stay out"
+    );
+    assert!(
+        !listing
+            .lines()
+            .any(|l| l.starts_with("proc/") && l.len() > 5),
+        "no /proc contents"
+    );
+
+    // Commit with a message, an author and a change; the image runs.
+    let img = format!("{}:v1", unique_id("committed"));
+    ok(
+        &env,
+        &[
+            "commit",
+            "-m",
+            "made by a test",
+            "-a",
+            "Berth Tests",
+            "--change",
+            "CMD [\"cat\", \"/newfile\"]",
+            &name,
+            &img,
+        ],
+    );
+    assert_eq!(ok(&env, &["run", "--rm", &img]), "x\n");
+    let out = env.docker_output(&["run", "--rm", &img, "ls", "/"]);
+    assert_ne!(out.code(), 0, "/bin/ls was deleted in the commit: {out}");
+    assert_eq!(
+        ok(
+            &env,
+            &[
+                "image",
+                "inspect",
+                "-f",
+                "{{.Comment}}|{{.Author}}|{{json .Config.Cmd}}",
+                &img
+            ]
+        ),
+        "made by a test|Berth Tests|[\"cat\",\"/newfile\"]\n"
+    );
+    let hist = ok(
+        &env,
+        &["history", "--no-trunc", "--format", "{{.Comment}}", &img],
+    );
+    assert!(hist.starts_with("made by a test\n"), "{hist}");
+    // --pause (the default) leaves the container running; a stopped container commits too.
+    assert_eq!(
+        ok(&env, &["inspect", "-f", "{{.State.Status}}", &name]),
+        "running\n"
+    );
+
+    // Update: applied to the running container's cgroups and read back.
+    ok(
+        &env,
+        &[
+            "update",
+            "--memory",
+            "100m",
+            "--memory-swap",
+            "200m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "77",
+            "--restart",
+            "on-failure:3",
+            &name,
+        ],
+    );
+    let v1 = Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists();
+    let read = if v1 {
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/pids/pids.max"
+    } else {
+        "cat /sys/fs/cgroup/memory.max; cut -d' ' -f1 /sys/fs/cgroup/cpu.max; cat /sys/fs/cgroup/pids.max"
+    };
+    assert_eq!(
+        ok(&env, &["exec", &name, "sh", "-c", read]),
+        "104857600\n50000\n77\n"
+    );
+    assert_eq!(
+        ok(&env, &["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", &name]),
+        "104857600 209715200 500000000 77 on-failure:3\n"
+    );
+    let out = env.docker_output(&["update", "--memory", "300m", &name]);
+    assert!(
+        out.stderr
+            .contains("Memory limit should be smaller than already set memoryswap limit"),
+        "{out}"
+    );
+    ok(&env, &["rm", "-f", &name]);
+    ok(&env, &["rmi", &img]);
 }
