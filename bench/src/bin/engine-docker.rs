@@ -58,6 +58,27 @@ struct Args {
     /// docker CLI used for the end-to-end runs (against both daemons).
     #[arg(long, default_value = "docker")]
     docker: PathBuf,
+    /// Sections to run, comma-separated: run, exec, memory, logs, cp, commit, seccomp.
+    #[arg(long, default_value = "run,exec,memory,logs,cp,commit,seccomp")]
+    only: String,
+    /// `docker cp` data set: this many files...
+    #[arg(long, default_value_t = 1000)]
+    cp_files: usize,
+    /// ...of this many KiB each (1,000 × 100 KiB is the issue's 100 MiB).
+    #[arg(long, default_value_t = 100)]
+    cp_kib: usize,
+    /// Timed rounds of the cp and commit measurements.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// MiB a container writes before `docker commit`.
+    #[arg(long, default_value_t = 50)]
+    commit_mib: usize,
+}
+
+impl Args {
+    fn wants(&self, section: &str) -> bool {
+        self.only.split(',').any(|s| s.trim() == section)
+    }
 }
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -120,6 +141,31 @@ fn main() -> Result<()> {
 }
 
 async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
+    if args.wants("run") {
+        measure_run(args, engines).await?;
+    }
+    if args.wants("exec") {
+        measure_exec(args, engines).await?;
+    }
+    if args.wants("memory") {
+        measure_memory(args, engines).await?;
+    }
+    if args.wants("logs") {
+        measure_logs(args, engines).await?;
+    }
+    if args.wants("cp") {
+        measure_cp(args, engines)?;
+    }
+    if args.wants("commit") {
+        measure_commit(args, engines)?;
+    }
+    if args.wants("seccomp") {
+        measure_seccomp(args, &engines[0])?;
+    }
+    Ok(())
+}
+
+async fn measure_run(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
     // --- docker run --rm ------------------------------------------------------------------
     let mut run_times = [Vec::new(), Vec::new()];
     let mut api_times = [Vec::new(), Vec::new()];
@@ -187,6 +233,10 @@ async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
         );
     }
 
+    Ok(())
+}
+
+async fn measure_exec(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
     // --- docker exec ----------------------------------------------------------------------
     let mut exec_times = [Vec::new(), Vec::new()];
     for e in engines.iter_mut() {
@@ -225,6 +275,10 @@ async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
         e.remove_all().await;
     }
 
+    Ok(())
+}
+
+async fn measure_memory(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
     // --- memory ---------------------------------------------------------------------------
     if args.containers > 0 {
         let n = args.containers;
@@ -283,6 +337,10 @@ async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
         }
     }
 
+    Ok(())
+}
+
+async fn measure_logs(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
     // --- logs -----------------------------------------------------------------------------
     if args.log_mib > 0 {
         let bytes = args.log_mib * 1024 * 1024;
@@ -379,6 +437,177 @@ async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
             attach_rate[0] / attach_rate[1]
         );
     }
+    Ok(())
+}
+
+/// Runs a docker command against `e` that must succeed; its duration.
+fn docker_timed(args: &Args, e: &Engine, argv: &[&str]) -> Result<Duration> {
+    let mut cmd = docker_cmd(args, e);
+    cmd.args(argv);
+    run_timed(&mut cmd, TIMEOUT).with_context(|| format!("{}: docker {argv:?}", e.name))
+}
+
+/// Prints one timed row per engine and berth's ratio to docker (lower is faster).
+fn report(title: &str, engines: &[Engine; 2], times: &[Vec<Duration>; 2], target: &str) {
+    for (e, t) in engines.iter().zip(times.iter()) {
+        println!(
+            "{:<26} {:<8} {:>10} {:>10} {:>10}",
+            title,
+            e.name,
+            ms(percentile(t, 50.0)),
+            ms(percentile(t, 90.0)),
+            ms(*t.iter().min().unwrap_or(&Duration::ZERO)),
+        );
+    }
+    let b = percentile(&times[0], 50.0).as_secs_f64();
+    let d = percentile(&times[1], 50.0).as_secs_f64();
+    println!(
+        "{title:<26} berth/docker {:.2}x, docker/berth {:.2}x ({target})",
+        b / d,
+        d / b
+    );
+}
+
+/// `docker cp` of a directory of `--cp-files` files into and out of a running container.
+fn measure_cp(args: &Args, engines: &[Engine; 2]) -> Result<()> {
+    let data = engines[0].dir.parent().unwrap_or(Path::new("/tmp")).join("cp-data");
+    std::fs::create_dir_all(&data)?;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..args.cp_files {
+        let mut buf = vec![0u8; args.cp_kib * 1024];
+        for chunk in buf.chunks_mut(8) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let n = chunk.len();
+            chunk.copy_from_slice(&seed.to_le_bytes()[..n]);
+        }
+        std::fs::write(data.join(format!("f{i:04}")), buf)?;
+    }
+    let total = (args.cp_files * args.cp_kib) as f64 / 1024.0;
+    eprintln!("docker cp: {} files, {total:.0} MiB, {} rounds", args.cp_files, args.rounds);
+    for e in engines {
+        docker_timed(args, e, &["run", "-d", "--name", "cpbox", "--network", "none", IMAGE, "sleep", "3600"])?;
+    }
+    let mut into = [Vec::new(), Vec::new()];
+    let mut out_of = [Vec::new(), Vec::new()];
+    for i in 0..args.rounds + 1 {
+        for k in 0..2 {
+            let e = &engines[(i + k) % 2];
+            let dest = format!("cpbox:/in-{i}");
+            let t_in = docker_timed(args, e, &["cp", data.to_str().unwrap_or_default(), &dest])?;
+            let back = e.dir.join(format!("out-{i}"));
+            let t_out = docker_timed(args, e, &["cp", &format!("cpbox:/in-{i}"), back.to_str().unwrap_or_default()])?;
+            let n = std::fs::read_dir(&back)?.count();
+            if n != args.cp_files {
+                bail!("{}: docker cp out gave {n} of {} files", e.name, args.cp_files);
+            }
+            std::fs::remove_dir_all(&back)?;
+            docker_timed(args, e, &["exec", "cpbox", "rm", "-rf", &format!("/in-{i}")])?;
+            if i > 0 {
+                into[(i + k) % 2].push(t_in);
+                out_of[(i + k) % 2].push(t_out);
+            }
+        }
+    }
+    println!("docker cp of {total:.0} MiB in {} files (median / p90 / min)", args.cp_files);
+    report("cp into a container", engines, &into, "target docker/berth >= 1.5x");
+    report("cp out of a container", engines, &out_of, "target docker/berth >= 1.5x");
+    for e in engines {
+        docker_timed(args, e, &["rm", "-f", "cpbox"])?;
+    }
+    std::fs::remove_dir_all(&data)?;
+    Ok(())
+}
+
+/// `docker commit` of a container that wrote `--commit-mib` MiB.
+fn measure_commit(args: &Args, engines: &[Engine; 2]) -> Result<()> {
+    let script = format!(
+        "i=0; while [ $i -lt {} ]; do head -c 1048576 /dev/urandom > /data-$i; i=$((i+1)); done; sleep 3600",
+        args.commit_mib
+    );
+    let mut times = [Vec::new(), Vec::new()];
+    for i in 0..args.rounds + 1 {
+        for k in 0..2 {
+            let e = &engines[(i + k) % 2];
+            let name = format!("commitbox-{i}");
+            docker_timed(args, e, &["run", "-d", "--name", &name, "--network", "none", IMAGE, "sh", "-c", &script])?;
+            // Wait until the data is written.
+            let deadline = Instant::now() + TIMEOUT;
+            loop {
+                let mut c = docker_cmd(args, e);
+                c.args(["exec", &name, "sh", "-c", &format!("test -f /data-{}", args.commit_mib - 1)]);
+                if c.status()?.success() || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            let t = docker_timed(args, e, &["commit", &name, &format!("committed:{i}")])?;
+            docker_timed(args, e, &["rm", "-f", &name])?;
+            docker_timed(args, e, &["rmi", &format!("committed:{i}")])?;
+            if i > 0 {
+                times[(i + k) % 2].push(t);
+            }
+        }
+    }
+    println!("docker commit of {} MiB of changes (median / p90 / min)", args.commit_mib);
+    report("docker commit", engines, &times, "target docker/berth >= 1.5x");
+    Ok(())
+}
+
+/// berth's `docker run --rm` with the built-in allow-list seccomp profile against the same
+/// run with the deny-list profile berth had before (given as a Docker-format profile).
+fn measure_seccomp(args: &Args, berth: &Engine) -> Result<()> {
+    let old = berth.dir.join("old-deny-list.json");
+    let denied = [
+        "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
+        "delete_module", "finit_module", "get_kernel_syms", "get_mempolicy", "init_module",
+        "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie",
+        "mbind", "move_pages", "nfsservctl", "perf_event_open", "query_module", "quotactl",
+        "reboot", "request_key", "set_mempolicy", "settimeofday", "swapon", "swapoff", "sysfs",
+        "_sysctl", "uselib", "userfaultfd", "ustat", "mount", "umount2", "unshare", "setns",
+        "pivot_root", "name_to_handle_at", "open_by_handle_at", "ptrace", "process_vm_readv",
+        "process_vm_writev",
+    ];
+    let profile = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": denied.to_vec(), "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+    });
+    std::fs::write(&old, serde_json::to_vec(&profile)?)?;
+    let old_opt = format!("seccomp={}", old.display());
+    let mut times = [Vec::new(), Vec::new()];
+    for i in 0..args.warmup + args.runs {
+        for k in 0..2 {
+            let which = (i + k) % 2;
+            let mut argv = vec!["run", "--rm", "--network", "none"];
+            if which == 1 {
+                argv.extend(["--security-opt", old_opt.as_str()]);
+            }
+            argv.extend([IMAGE, "true"]);
+            let t = docker_timed(args, berth, &argv)?;
+            if i >= args.warmup {
+                times[which].push(t);
+            }
+        }
+    }
+    println!("berth docker run --rm true by seccomp profile (median / p90 / min)");
+    for (name, t) in ["allow-list (Docker's, built in)", "deny-list (before issue 11)"]
+        .iter()
+        .zip(times.iter())
+    {
+        println!(
+            "{name:<34} {:>10} {:>10} {:>10}",
+            ms(percentile(t, 50.0)),
+            ms(percentile(t, 90.0)),
+            ms(*t.iter().min().unwrap_or(&Duration::ZERO)),
+        );
+    }
+    println!(
+        "ratio allow-list/deny-list {:.2}x (target <= 1.0x)",
+        percentile(&times[0], 50.0).as_secs_f64() / percentile(&times[1], 50.0).as_secs_f64()
+    );
     Ok(())
 }
 
