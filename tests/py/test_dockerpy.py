@@ -346,8 +346,100 @@ def errors_are_typed_with_status_codes():
         pass
 
 
+def create_options_take_effect():
+    """Issue 11: options as docker-py sends them reach the container."""
+    from docker.types import Mount, Ulimit
+
+    out = client.containers.run(
+        IMAGE,
+        [
+            "sh",
+            "-c",
+            "grep ' /m ' /proc/mounts; ls -l /dev/x; cat /etc/resolv.conf /etc/hosts; "
+            "ulimit -n; cat /proc/sys/net/core/somaxconn; grep CapEff /proc/self/status",
+        ],
+        remove=True,
+        labels=LABELS,
+        mounts=[Mount("/m", None, type="tmpfs", tmpfs_size=1 << 20)],
+        devices=["/dev/full:/dev/x:rwm"],
+        dns=["192.0.2.9"],
+        dns_search=["py.example"],
+        extra_hosts={"db.py": "10.9.8.7"},
+        ulimits=[Ulimit(name="nofile", soft=111, hard=222)],
+        sysctls={"net.core.somaxconn": "99"},
+        cap_drop=["ALL"],
+        cap_add=["KILL"],
+    ).decode()
+    for want in ("tmpfs /m tmpfs", "1,   7", "nameserver 192.0.2.9", "search py.example",
+                 "10.9.8.7\tdb.py", "\n111\n", "\n99\n", "0000000000000020"):
+        if want not in out:
+            raise AssertionError(f"{want!r} missing from:\n{out}")
+    try:
+        client.containers.create(IMAGE, "true", nano_cpus=999 * 10**9, labels=LABELS)
+        raise AssertionError("--cpus 999 accepted")
+    except docker.errors.APIError as e:
+        eq(e.status_code, 400, "status")
+        if "Range of CPUs is from 0.01" not in str(e):
+            raise
+
+
+def archive_diff_commit_update():
+    """Issue 11: put/get archive, diff, commit and update through docker-py."""
+    import io
+    import tarfile
+
+    c = run_detached("arch", ["sleep", "600"], restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        data = b"from docker-py\n"
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(data)
+        info.uid = 4242
+        t.addfile(info, io.BytesIO(data))
+    ok = c.put_archive("/tmp", buf.getvalue())
+    eq(ok, True, "put_archive")
+    stream, stat = c.get_archive("/tmp/hello.txt")
+    eq(stat["name"], "hello.txt", "stat name")
+    eq(stat["size"], 15, "stat size")
+    raw = b"".join(stream)
+    with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+        eq(t.extractfile("hello.txt").read(), b"from docker-py\n", "content")
+    eq(c.exec_run(["stat", "-c", "%u", "/tmp/hello.txt"]).output, b"0\n", "owner without copyUIDGID")
+    changes = {(d["Path"], d["Kind"]) for d in c.diff()}
+    if ("/tmp/hello.txt", 1) not in changes:
+        raise AssertionError(f"diff: {changes}")
+    img = c.commit(repository=name("committed"), tag="v1", message="py commit", changes=["CMD [\"cat\", \"/tmp/hello.txt\"]"])
+    eq(client.containers.run(img.id, remove=True), b"from docker-py\n", "committed image runs")
+    c.update(mem_limit="64m", memswap_limit="128m", cpu_period=100000, cpu_quota=33000)
+    c.reload()
+    eq(c.attrs["HostConfig"]["Memory"], 64 * 1024 * 1024, "Memory")
+    eq(c.attrs["HostConfig"]["RestartPolicy"], {"Name": "on-failure", "MaximumRetryCount": 2}, "policy")
+    quota = c.exec_run(["sh", "-c", "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max"])
+    eq(quota.output, b"33000\n", "cpu quota")
+    c.remove(force=True)
+    client.images.remove(img.id)
+
+
+def restart_policy_and_health():
+    """Issue 11: a restart policy and a health check seen through docker-py."""
+    c = run_detached("rp", ["sh", "-c", "exit 4"], restart_policy={"Name": "on-failure", "MaximumRetryCount": 1})
+    wait_for("one policy restart", lambda: (c.reload(), c.attrs["RestartCount"] == 1 and c.status == "exited")[1])
+    eq(c.attrs["State"]["ExitCode"], 4, "exit code")
+    c.remove()
+    h = run_detached(
+        "health",
+        ["sleep", "600"],
+        healthcheck={"test": ["CMD", "true"], "interval": 300_000_000, "retries": 1},
+    )
+    wait_for("healthy", lambda: (h.reload(), h.attrs["State"]["Health"]["Status"] == "healthy")[1])
+    h.remove(force=True)
+
+
 for fn in (
     system_version_ping_info,
+    create_options_take_effect,
+    archive_diff_commit_update,
+    restart_policy_and_health,
     run_attached_returns_output_and_raises_on_failure,
     run_detached_logs_follow_and_wait,
     exec_run_gives_exit_codes_and_output,
