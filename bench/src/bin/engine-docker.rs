@@ -470,7 +470,11 @@ fn report(title: &str, engines: &[Engine; 2], times: &[Vec<Duration>; 2], target
 
 /// `docker cp` of a directory of `--cp-files` files into and out of a running container.
 fn measure_cp(args: &Args, engines: &[Engine; 2]) -> Result<()> {
-    let data = engines[0].dir.parent().unwrap_or(Path::new("/tmp")).join("cp-data");
+    let data = engines[0]
+        .dir
+        .parent()
+        .unwrap_or(Path::new("/tmp"))
+        .join("cp-data");
     std::fs::create_dir_all(&data)?;
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     for i in 0..args.cp_files {
@@ -485,9 +489,26 @@ fn measure_cp(args: &Args, engines: &[Engine; 2]) -> Result<()> {
         std::fs::write(data.join(format!("f{i:04}")), buf)?;
     }
     let total = (args.cp_files * args.cp_kib) as f64 / 1024.0;
-    eprintln!("docker cp: {} files, {total:.0} MiB, {} rounds", args.cp_files, args.rounds);
+    eprintln!(
+        "docker cp: {} files, {total:.0} MiB, {} rounds",
+        args.cp_files, args.rounds
+    );
     for e in engines {
-        docker_timed(args, e, &["run", "-d", "--name", "cpbox", "--network", "none", IMAGE, "sleep", "3600"])?;
+        docker_timed(
+            args,
+            e,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "cpbox",
+                "--network",
+                "none",
+                IMAGE,
+                "sleep",
+                "3600",
+            ],
+        )?;
     }
     let mut into = [Vec::new(), Vec::new()];
     let mut out_of = [Vec::new(), Vec::new()];
@@ -497,22 +518,51 @@ fn measure_cp(args: &Args, engines: &[Engine; 2]) -> Result<()> {
             let dest = format!("cpbox:/in-{i}");
             let t_in = docker_timed(args, e, &["cp", data.to_str().unwrap_or_default(), &dest])?;
             let back = e.dir.join(format!("out-{i}"));
-            let t_out = docker_timed(args, e, &["cp", &format!("cpbox:/in-{i}"), back.to_str().unwrap_or_default()])?;
+            let t_out = docker_timed(
+                args,
+                e,
+                &[
+                    "cp",
+                    &format!("cpbox:/in-{i}"),
+                    back.to_str().unwrap_or_default(),
+                ],
+            )?;
             let n = std::fs::read_dir(&back)?.count();
             if n != args.cp_files {
-                bail!("{}: docker cp out gave {n} of {} files", e.name, args.cp_files);
+                bail!(
+                    "{}: docker cp out gave {n} of {} files",
+                    e.name,
+                    args.cp_files
+                );
             }
             std::fs::remove_dir_all(&back)?;
-            docker_timed(args, e, &["exec", "cpbox", "rm", "-rf", &format!("/in-{i}")])?;
+            docker_timed(
+                args,
+                e,
+                &["exec", "cpbox", "rm", "-rf", &format!("/in-{i}")],
+            )?;
             if i > 0 {
                 into[(i + k) % 2].push(t_in);
                 out_of[(i + k) % 2].push(t_out);
             }
         }
     }
-    println!("docker cp of {total:.0} MiB in {} files (median / p90 / min)", args.cp_files);
-    report("cp into a container", engines, &into, "target docker/berth >= 1.5x");
-    report("cp out of a container", engines, &out_of, "target docker/berth >= 1.5x");
+    println!(
+        "docker cp of {total:.0} MiB in {} files (median / p90 / min)",
+        args.cp_files
+    );
+    report(
+        "cp into a container",
+        engines,
+        &into,
+        "target docker/berth >= 1.5x",
+    );
+    report(
+        "cp out of a container",
+        engines,
+        &out_of,
+        "target docker/berth >= 1.5x",
+    );
     for e in engines {
         docker_timed(args, e, &["rm", "-f", "cpbox"])?;
     }
@@ -531,12 +581,33 @@ fn measure_commit(args: &Args, engines: &[Engine; 2]) -> Result<()> {
         for k in 0..2 {
             let e = &engines[(i + k) % 2];
             let name = format!("commitbox-{i}");
-            docker_timed(args, e, &["run", "-d", "--name", &name, "--network", "none", IMAGE, "sh", "-c", &script])?;
+            docker_timed(
+                args,
+                e,
+                &[
+                    "run",
+                    "-d",
+                    "--name",
+                    &name,
+                    "--network",
+                    "none",
+                    IMAGE,
+                    "sh",
+                    "-c",
+                    &script,
+                ],
+            )?;
             // Wait until the data is written.
             let deadline = Instant::now() + TIMEOUT;
             loop {
                 let mut c = docker_cmd(args, e);
-                c.args(["exec", &name, "sh", "-c", &format!("test -f /data-{}", args.commit_mib - 1)]);
+                c.args([
+                    "exec",
+                    &name,
+                    "sh",
+                    "-c",
+                    &format!("test -f /data-{}", args.commit_mib - 1),
+                ]);
                 if c.status()?.success() || Instant::now() > deadline {
                     break;
                 }
@@ -551,8 +622,16 @@ fn measure_commit(args: &Args, engines: &[Engine; 2]) -> Result<()> {
             }
         }
     }
-    println!("docker commit of {} MiB of changes (median / p90 / min)", args.commit_mib);
-    report("docker commit", engines, &times, "target docker/berth >= 1.5x");
+    println!(
+        "docker commit of {} MiB of changes (median / p90 / min)",
+        args.commit_mib
+    );
+    report(
+        "docker commit",
+        engines,
+        &times,
+        "target docker/berth >= 1.5x",
+    );
     Ok(())
 }
 
@@ -561,13 +640,50 @@ fn measure_commit(args: &Args, engines: &[Engine; 2]) -> Result<()> {
 fn measure_seccomp(args: &Args, berth: &Engine) -> Result<()> {
     let old = berth.dir.join("old-deny-list.json");
     let denied = [
-        "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
-        "delete_module", "finit_module", "get_kernel_syms", "get_mempolicy", "init_module",
-        "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie",
-        "mbind", "move_pages", "nfsservctl", "perf_event_open", "query_module", "quotactl",
-        "reboot", "request_key", "set_mempolicy", "settimeofday", "swapon", "swapoff", "sysfs",
-        "_sysctl", "uselib", "userfaultfd", "ustat", "mount", "umount2", "unshare", "setns",
-        "pivot_root", "name_to_handle_at", "open_by_handle_at", "ptrace", "process_vm_readv",
+        "acct",
+        "add_key",
+        "bpf",
+        "clock_adjtime",
+        "clock_settime",
+        "create_module",
+        "delete_module",
+        "finit_module",
+        "get_kernel_syms",
+        "get_mempolicy",
+        "init_module",
+        "ioperm",
+        "iopl",
+        "kcmp",
+        "kexec_file_load",
+        "kexec_load",
+        "keyctl",
+        "lookup_dcookie",
+        "mbind",
+        "move_pages",
+        "nfsservctl",
+        "perf_event_open",
+        "query_module",
+        "quotactl",
+        "reboot",
+        "request_key",
+        "set_mempolicy",
+        "settimeofday",
+        "swapon",
+        "swapoff",
+        "sysfs",
+        "_sysctl",
+        "uselib",
+        "userfaultfd",
+        "ustat",
+        "mount",
+        "umount2",
+        "unshare",
+        "setns",
+        "pivot_root",
+        "name_to_handle_at",
+        "open_by_handle_at",
+        "ptrace",
+        "process_vm_readv",
         "process_vm_writev",
     ];
     let profile = serde_json::json!({
@@ -593,9 +709,12 @@ fn measure_seccomp(args: &Args, berth: &Engine) -> Result<()> {
         }
     }
     println!("berth docker run --rm true by seccomp profile (median / p90 / min)");
-    for (name, t) in ["allow-list (Docker's, built in)", "deny-list (before issue 11)"]
-        .iter()
-        .zip(times.iter())
+    for (name, t) in [
+        "allow-list (Docker's, built in)",
+        "deny-list (before issue 11)",
+    ]
+    .iter()
+    .zip(times.iter())
     {
         println!(
             "{name:<34} {:>10} {:>10} {:>10}",

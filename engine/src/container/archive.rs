@@ -348,7 +348,9 @@ impl Root {
                 "extraction point is not a directory".into(),
             ));
         }
-        let mut input = io::BufReader::with_capacity(256 * 1024, input);
+        let mut input = io::BufReader::with_capacity(1 << 20, input);
+        // One buffer for every file's data: io::copy's 8 KiB would cost a write per 8 KiB.
+        let mut buf = vec![0u8; 1 << 20];
         let gz = {
             let head = input.fill_buf_peek()?;
             head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b
@@ -431,7 +433,15 @@ impl Root {
                     )?;
                     // SAFETY: a new descriptor from openat(2).
                     let mut f = unsafe { File::from_raw_fd(fd) };
-                    io::copy(&mut entry, &mut f).map_err(ArchiveError::Io)?;
+                    loop {
+                        let n = match entry.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(ArchiveError::Io(e)),
+                        };
+                        f.write_all(&buf[..n]).map_err(ArchiveError::Io)?;
+                    }
                 }
                 tar::EntryType::Symlink => {
                     let target = hdr

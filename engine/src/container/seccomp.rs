@@ -223,6 +223,23 @@ fn native_arch() -> (&'static str, &'static str) {
     }
 }
 
+/// Whether the kernel runs x32 system calls (`CONFIG_X86_X32_ABI`): probed once with an
+/// x32 `getpid`. Debian's kernels have it off, and then the x32 half of the filter is left
+/// out: it can never match, and it costs libseccomp most of the filter's build time (about
+/// 9 of 14 ms for Docker's profile).
+fn kernel_has_x32() -> bool {
+    static X32: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *X32.get_or_init(|| {
+        if std::env::consts::ARCH != "x86_64" {
+            return false;
+        }
+        const X32_SYSCALL_BIT: libc::c_long = 0x4000_0000;
+        // SAFETY: getpid takes no arguments and changes nothing.
+        let r = unsafe { libc::syscall(X32_SYSCALL_BIT | libc::SYS_getpid) };
+        r >= 0
+    })
+}
+
 /// The running kernel's (major, minor).
 fn kernel_version() -> (u32, u32) {
     let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -263,6 +280,9 @@ fn convert(p: &Profile, caps: &[String]) -> Result<Value, String> {
             arches.push(m.architecture.clone());
             arches.extend(m.sub_architectures.clone().unwrap_or_default());
         }
+    }
+    if !kernel_has_x32() {
+        arches.retain(|a| a != "SCMP_ARCH_X32");
     }
     let has_cap = |list: &Option<Vec<String>>| {
         list.as_ref()
@@ -396,10 +416,11 @@ mod tests {
         assert!(allowed.contains(&"clone".to_string()));
         assert!(!admin.to_string().contains("\"errnoRet\":38"));
         if std::env::consts::ARCH == "x86_64" {
-            assert_eq!(
-                p["architectures"],
-                json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])
-            );
+            let mut want = vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"];
+            if kernel_has_x32() {
+                want.push("SCMP_ARCH_X32");
+            }
+            assert_eq!(p["architectures"], json!(want));
             assert!(names_allowed(&p).contains(&"arch_prctl".to_string()));
         }
     }
