@@ -486,6 +486,50 @@ fn default_seccomp_profile_is_dockers_allow_list() {
     );
     assert_eq!(out, "done\n");
 
+    // An exec runs under the container's filter too, with the container's capabilities and
+    // without no_new_privs (setuid programs keep working, as under Docker).
+    let name = unique_id("seccomp-exec");
+    ok(
+        &env,
+        &[
+            "run", "-d", "--name", &name, "-v", &bind, IMAGE, "sleep", "600",
+        ],
+    );
+    let out = ok(&env, &["exec", &name, "sh", "-c", calls]);
+    assert!(
+        out.contains(&format!("clone-newuts={denied}\n"))
+            && out.contains(&format!("keyctl={denied}\n")),
+        "{out}"
+    );
+    let status = "grep -E '^(CapBnd|CapEff|NoNewPrivs|Seccomp):' /proc/self/status";
+    let exec = ok(&env, &["exec", &name, "sh", "-c", status]);
+    assert!(
+        exec.contains("NoNewPrivs:\t0\n") && exec.contains("Seccomp:\t2\n"),
+        "{exec}"
+    );
+    let caps = |s: &str| {
+        s.lines()
+            .filter(|l| l.starts_with("Cap"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let init_caps = ok(
+        &env,
+        &[
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "grep -E '^(CapBnd|CapEff):' /proc/1/status",
+        ],
+    );
+    assert_eq!(
+        caps(&exec),
+        caps(&init_caps),
+        "the exec has the container's capabilities"
+    );
+    ok(&env, &["rm", "-f", &name]);
+
     // CAP_SYS_ADMIN opens the namespace calls and clone3, as in Docker.
     let out = run_sh(&env, &["-v", &bind, "--cap-add", "SYS_ADMIN"], calls);
     assert!(out.contains("clone-newuts=ok\nclone3=ok\n"), "{out}");

@@ -52,7 +52,7 @@ pub fn build(
 ) -> Result<(Container, PathBuf)> {
     let dir = root.join(req.id);
     let result = ContainerBuilder::new(req.id.to_string(), SyscallType::default())
-        .with_executor(CleanSignalExecutor)
+        .with_executor(CleanSignalExecutor::default())
         .with_pid_file(req.pid_file)
         .and_then(|b| b.with_root_path(root))
         .map(|b| {

@@ -11,7 +11,7 @@ use oci_spec::runtime::{Capability, LinuxCapabilities, Process, Spec, User};
 
 use crate::capabilities;
 use crate::cli::GlobalOpts;
-use crate::executor::CleanSignalExecutor;
+use crate::executor::{CleanSignalExecutor, ExecSeccomp};
 use crate::foreground::{block_all_signals, wait_forwarding, TtyBridge};
 use crate::state::{load, status_word};
 
@@ -127,6 +127,7 @@ pub fn exec(global: &GlobalOpts, args: liboci_cli::Exec) -> Result<u8> {
         }
     };
     capabilities::filter_process_for_host(&mut process, id);
+    let exec_seccomp = exec_seccomp_for(&container.bundle().join("config.json"), &mut process)?;
     let terminal = process.terminal().unwrap_or(false);
 
     // libcontainer takes the process from a file; write ours next to the state.
@@ -155,7 +156,7 @@ pub fn exec(global: &GlobalOpts, args: liboci_cli::Exec) -> Result<u8> {
     };
 
     let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
-        .with_executor(CleanSignalExecutor)
+        .with_executor(CleanSignalExecutor { exec_seccomp })
         .with_root_path(&root)
         .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
         .map(|b| {
@@ -185,6 +186,69 @@ pub fn exec(global: &GlobalOpts, args: liboci_cli::Exec) -> Result<u8> {
         b.finish();
     }
     code
+}
+
+/// The container's seccomp filter for this exec, with the capabilities it needs to load it
+/// added to `process` (taken away again right before execve, see [`ExecSeccomp`]).
+fn exec_seccomp_for(config: &Path, process: &mut Process) -> Result<Option<ExecSeccomp>> {
+    let Ok(spec) = Spec::load(config) else {
+        return Ok(None);
+    };
+    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) else {
+        return Ok(None);
+    };
+    let host = capabilities::host_bounding_set().unwrap_or(u64::MAX);
+    let needed = [Capability::SysAdmin, Capability::Setpcap];
+    if needed
+        .iter()
+        .any(|c| host & (1u64 << capabilities::cap_number(*c)) == 0)
+    {
+        tracing::warn!("the host's bounding set lacks CAP_SYS_ADMIN or CAP_SETPCAP: exec runs without the container's seccomp filter");
+        return Ok(None);
+    }
+    let mut caps = process.capabilities().clone().unwrap_or_default();
+    let mask = |set: &Option<oci_spec::runtime::Capabilities>| -> u64 {
+        set.iter()
+            .flatten()
+            .map(|c| capabilities::cap_number(*c))
+            .filter(|n| *n < 64)
+            .fold(0u64, |m, n| m | (1u64 << n))
+    };
+    let (effective, permitted, inheritable) = (
+        mask(caps.effective()),
+        mask(caps.permitted()),
+        mask(caps.inheritable()),
+    );
+    let bounding = mask(caps.bounding());
+    let mut added = Vec::new();
+    for cap in needed {
+        let n = capabilities::cap_number(cap);
+        if bounding & (1u64 << n) == 0 {
+            added.push(n);
+        }
+        for set in [0, 1, 2] {
+            let mut list = match set {
+                0 => caps.bounding().clone(),
+                1 => caps.effective().clone(),
+                _ => caps.permitted().clone(),
+            }
+            .unwrap_or_default();
+            list.insert(cap);
+            match set {
+                0 => caps.set_bounding(Some(list)),
+                1 => caps.set_effective(Some(list)),
+                _ => caps.set_permitted(Some(list)),
+            };
+        }
+    }
+    process.set_capabilities(Some(caps));
+    Ok(Some(ExecSeccomp {
+        profile,
+        added,
+        effective,
+        permitted,
+        inheritable,
+    }))
 }
 
 struct RemoveOnDrop(PathBuf);
