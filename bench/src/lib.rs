@@ -133,10 +133,23 @@ pub fn run_timed_to(
     timeout: Duration,
     stdout: impl Into<Stdio>,
 ) -> Result<Duration> {
+    timed(cmd, timeout, Stdio::null(), stdout.into())
+}
+
+/// [`run_timed`] with stdin read from `stdin` (a file).
+pub fn run_timed_from(
+    cmd: &mut Command,
+    timeout: Duration,
+    stdin: impl Into<Stdio>,
+) -> Result<Duration> {
+    timed(cmd, timeout, stdin.into(), Stdio::null())
+}
+
+fn timed(cmd: &mut Command, timeout: Duration, stdin: Stdio, stdout: Stdio) -> Result<Duration> {
     let err = tempfile::tempfile().context("stderr temp file")?;
     let start = Instant::now();
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(stdout)
         .stderr(err.try_clone().context("dup stderr file")?)
         .spawn()

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use berth_bench::{
     is_executable, memory_of, memory_of_all, mib, ms, percentile, pids_matching, run_timed,
-    run_timed_to, Memory,
+    run_timed_from, run_timed_to, Memory,
 };
 use berth_tests::bins::workspace_binary;
 use berth_tests::daemon::Daemon;
@@ -512,6 +512,42 @@ fn measure_cp(args: &Args, engines: &[Engine; 2]) -> Result<()> {
     }
     let mut into = [Vec::new(), Vec::new()];
     let mut out_of = [Vec::new(), Vec::new()];
+    // The same data as one tar stream (`docker cp - C:DIR`, `docker cp C:DIR -`): the CLI
+    // then reads or writes no files, which leaves the engine's share.
+    let tarball = data.with_extension("tar");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&data)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .status()?;
+    if !status.success() {
+        bail!("tar of the cp data set failed");
+    }
+    let mut stream_in = [Vec::new(), Vec::new()];
+    let mut stream_out = [Vec::new(), Vec::new()];
+    for i in 0..args.rounds + 1 {
+        for k in 0..2 {
+            let e = &engines[(i + k) % 2];
+            docker_timed(
+                args,
+                e,
+                &["exec", "cpbox", "mkdir", "-p", &format!("/s-{i}")],
+            )?;
+            let mut put = docker_cmd(args, e);
+            put.args(["cp", "-", &format!("cpbox:/s-{i}")]);
+            let t_in = run_timed_from(&mut put, TIMEOUT, std::fs::File::open(&tarball)?)?;
+            let mut get = docker_cmd(args, e);
+            get.args(["cp", &format!("cpbox:/s-{i}"), "-"]);
+            let t_out = run_timed_to(&mut get, TIMEOUT, std::fs::File::create("/dev/null")?)?;
+            docker_timed(args, e, &["exec", "cpbox", "rm", "-rf", &format!("/s-{i}")])?;
+            if i > 0 {
+                stream_in[(i + k) % 2].push(t_in);
+                stream_out[(i + k) % 2].push(t_out);
+            }
+        }
+    }
     for i in 0..args.rounds + 1 {
         for k in 0..2 {
             let e = &engines[(i + k) % 2];
@@ -563,6 +599,19 @@ fn measure_cp(args: &Args, engines: &[Engine; 2]) -> Result<()> {
         &out_of,
         "target docker/berth >= 1.5x",
     );
+    report(
+        "cp - (tar on stdin) in",
+        engines,
+        &stream_in,
+        "the engine's share",
+    );
+    report(
+        "cp - (tar to stdout) out",
+        engines,
+        &stream_out,
+        "the engine's share",
+    );
+    let _ = std::fs::remove_file(&tarball);
     for e in engines {
         docker_timed(args, e, &["rm", "-f", "cpbox"])?;
     }
