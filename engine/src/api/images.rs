@@ -109,12 +109,41 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// A request body as a blocking reader (for the image store), fed by a task.
 pub(crate) fn body_reader(body: Body) -> impl std::io::Read + Send + 'static {
-    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(32);
+    use futures_util::FutureExt;
+    /// Chunks already received are joined up to this size before the reader is woken: one
+    /// wake-up per 1 MiB instead of one per socket read.
+    const BATCH: usize = 1 << 20;
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(16);
     tokio::spawn(async move {
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
-            let item = chunk.map_err(std::io::Error::other);
-            let stop = item.is_err();
+            let mut item = chunk.map_err(std::io::Error::other);
+            let mut ended = false;
+            if let Ok(first) = &item {
+                let mut joined: Option<bytes::BytesMut> = None;
+                while joined.as_ref().map_or(first.len(), |j| j.len()) < BATCH {
+                    match stream.next().now_or_never() {
+                        Some(Some(Ok(more))) => {
+                            joined
+                                .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
+                                .extend_from_slice(&more);
+                        }
+                        Some(Some(Err(e))) => {
+                            item = Err(std::io::Error::other(e));
+                            break;
+                        }
+                        Some(None) => {
+                            ended = true;
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                if let (Some(j), Ok(_)) = (joined, &item) {
+                    item = Ok(j.freeze());
+                }
+            }
+            let stop = item.is_err() || ended;
             if tx.send(item).await.is_err() || stop {
                 break;
             }
