@@ -350,6 +350,23 @@ fn host_config_resources_and_modes_reach_the_container() {
     );
     ok(&env, &["rm", &name]);
 
+    // ConsoleSize: the terminal's first size, before any client resizes it.
+    let name = unique_id("opt-console");
+    let body = format!(
+        r#"{{"Image":"{IMAGE}","Cmd":["sh","-c","sleep 0.3; stty size"],"Tty":true,"HostConfig":{{"ConsoleSize":[33,111]}}}}"#
+    );
+    let r = berth_tests::http::request(
+        &env.socket().unwrap(),
+        "POST",
+        &format!("/v1.45/containers/create?name={name}"),
+        Some(("application/json", body.as_bytes())),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{r:?}");
+    let out = ok(&env, &["start", "-a", &name]);
+    assert_eq!(out.trim(), "33 111");
+    ok(&env, &["rm", &name]);
+
     // Refused with dockerd's words.
     refused(&env, &["--runtime", "foo"], "Unknown runtime specified foo");
     refused(

@@ -713,6 +713,22 @@ impl Engine {
                         r.state.pid = pid;
                     }
                 });
+                // HostConfig.ConsoleSize ([height, width]): the terminal's first size.
+                let size = &rec.host_config["ConsoleSize"];
+                let (h, w) = (size[0].as_u64().unwrap_or(0), size[1].as_u64().unwrap_or(0));
+                if rec.tty() && h > 0 && w > 0 {
+                    let _ = self
+                        .sup
+                        .tasks()
+                        .resize_pty(pb::ResizePtyRequest {
+                            namespace: self.sup.namespace.clone(),
+                            container_id: rec.id.clone(),
+                            exec_id: String::new(),
+                            width: w as u32,
+                            height: h as u32,
+                        })
+                        .await;
+                }
             }
             Err(e) => {
                 self.cleanup_task(&rec.id).await;
