@@ -218,7 +218,13 @@ impl Engine {
     /// output; a probe past its timeout is killed and counts as -1, as in dockerd.
     async fn probe(&self, rec: &Record, check: &Check, seq: u64) -> Probe {
         let start = now();
-        let exec_id = format!("health-{}-{seq}", &rec.id[..12]);
+        // Unique across berthd restarts too: a probe cut short by a crash may have left its
+        // exec behind under an earlier number.
+        let exec_id = format!(
+            "health-{}-{seq}-{}",
+            &rec.id[..12],
+            chrono::Utc::now().timestamp_micros()
+        );
         let log = self.container_dir(&rec.id).join(format!("{exec_id}.log"));
         let fail = |m: String| Probe {
             start: start.clone(),
