@@ -951,6 +951,12 @@ impl Engine {
                 let _ = self.remove(&rec.id, true).await;
                 continue;
             }
+            // A restart policy's delay cut short by the restart of berthd: the boot pass
+            // below decides again.
+            if rec.restarting() {
+                let _ = self.update(&rec.id, |r| r.state.status = "exited".into());
+                continue;
+            }
             if !rec.running() {
                 continue;
             }
