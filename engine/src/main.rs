@@ -108,10 +108,11 @@ fn main() -> Result<()> {
             .as_str()
             .and_then(berth_engine::container::parse_size)
             .unwrap_or(10 << 20),
+        // 10 MiB × 2 files per container unless daemon.json says otherwise (DESIGN.md).
         log_max_files: opts["max-file"]
             .as_str()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(3),
+            .unwrap_or(2),
         registry,
         tls,
     };
