@@ -3,5 +3,6 @@
 //! with issue 12 (see README.md).
 
 pub mod ipam;
+pub mod netlink;
 
 pub use ipam::{Allocator, IpamError};
