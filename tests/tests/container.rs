@@ -127,6 +127,9 @@ fn options_the_issue_saw_ignored_now_take_effect() {
         format!("{}\n{}", host_uts.display(), host_name),
         "{out}"
     );
+    // With a hostname of its own, it gets a UTS namespace of its own (dockerd 20.10's way).
+    let out = run_sh(&env, &["--network", "host", "-h", "own-name"], "hostname");
+    assert_eq!(out, "own-name\n");
 
     let out = run_sh(
         &env,
