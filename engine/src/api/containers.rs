@@ -252,7 +252,8 @@ pub(crate) const CONFIG_BOOLS: &[&str] = &[
 
 /// The stored HostConfig with dockerd's zero values filled in: dockerd inspects a typed
 /// struct, so every field prints (`{{.HostConfig.Memory}}` is `0`, not `<no value>`), whatever
-/// the client sent at create.
+/// the client sent at create. Runtime names the runtime that runs the container (berthd's
+/// default is berth-runtime; `runc` is runc itself).
 pub(crate) fn host_config_inspect(stored: &Value) -> Value {
     let mut hc = json!({
         "Binds": null, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
@@ -262,7 +263,7 @@ pub(crate) fn host_config_inspect(stored: &Value) -> Value {
         "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null, "IpcMode": "private", "Cgroup": "",
         "Links": null, "OomScoreAdj": 0, "PidMode": "", "Privileged": false, "PublishAllPorts": false,
         "ReadonlyRootfs": false, "SecurityOpt": null, "UTSMode": "", "UsernsMode": "",
-        "ShmSize": 67108864, "Runtime": "runc", "Isolation": "", "CpuShares": 0, "Memory": 0,
+        "ShmSize": 67108864, "Runtime": "berth-runtime", "Isolation": "", "CpuShares": 0, "Memory": 0,
         "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
         "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
         "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
