@@ -272,6 +272,13 @@ pub(crate) fn host_config_inspect(stored: &Value) -> Value {
         "MemorySwappiness": null, "OomKillDisable": null, "PidsLimit": null, "Ulimits": [],
         "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
     });
+    // dockerd's default cgroup namespace: the host's on cgroup v1 and hybrid hosts, a private
+    // one on cgroup v2 (what create stores; older records lack it).
+    if crate::container::options::HostFacts::get().unified {
+        hc["CgroupnsMode"] = json!("private");
+    } else {
+        hc["CgroupnsMode"] = json!("host");
+    }
     if let (Some(out), Some(given)) = (hc.as_object_mut(), stored.as_object()) {
         for (k, v) in given {
             // A null the client sent does not hide a zero value dockerd would print.

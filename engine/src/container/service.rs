@@ -362,6 +362,18 @@ impl Engine {
             host_config["NetworkMode"] = json!("default");
         }
         let warnings = super::options::check(&mut host_config, &body, &self.runtime_names())?;
+        if host_config["CgroupnsMode"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+        {
+            // dockerd's default: private on cgroup v2 hosts, the host's elsewhere.
+            host_config["CgroupnsMode"] = json!(if super::options::HostFacts::get().unified {
+                "private"
+            } else {
+                "host"
+            });
+        }
         let nm = host_config["NetworkMode"].as_str().unwrap_or_default();
         if !["default", "bridge", "none", "host"].contains(&nm)
             && super::options::container_ref(nm).is_none()
