@@ -29,6 +29,9 @@ pub struct CleanSignalExecutor {
 pub struct ExecSeccomp {
     /// The container's `linux.seccomp`.
     pub profile: LinuxSeccomp,
+    /// The same filter compiled to BPF (`exec_filter.rs`); `None`: compiled here through
+    /// libcontainer.
+    pub bpf: Option<Vec<u8>>,
     /// Capability numbers added for the load, dropped after it (CAP_SETPCAP last).
     pub added: Vec<u32>,
     /// The process's own effective set, restored after.

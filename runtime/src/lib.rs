@@ -13,6 +13,7 @@ pub mod capabilities;
 pub mod cgroupfs;
 pub mod cli;
 pub mod commands;
+pub mod exec_filter;
 pub mod executor;
 pub mod foreground;
 pub mod observability;

@@ -127,7 +127,8 @@ pub fn exec(global: &GlobalOpts, args: liboci_cli::Exec) -> Result<u8> {
         }
     };
     capabilities::filter_process_for_host(&mut process, id);
-    let exec_seccomp = exec_seccomp_for(&container.bundle().join("config.json"), &mut process)?;
+    let exec_seccomp =
+        exec_seccomp_for(&container.bundle().join("config.json"), &dir, &mut process)?;
     let terminal = process.terminal().unwrap_or(false);
 
     // libcontainer takes the process from a file; write ours next to the state.
@@ -190,7 +191,11 @@ pub fn exec(global: &GlobalOpts, args: liboci_cli::Exec) -> Result<u8> {
 
 /// The container's seccomp filter for this exec, with the capabilities it needs to load it
 /// added to `process` (taken away again right before execve, see [`ExecSeccomp`]).
-fn exec_seccomp_for(config: &Path, process: &mut Process) -> Result<Option<ExecSeccomp>> {
+fn exec_seccomp_for(
+    config: &Path,
+    state: &Path,
+    process: &mut Process,
+) -> Result<Option<ExecSeccomp>> {
     let Ok(spec) = Spec::load(config) else {
         return Ok(None);
     };
@@ -242,8 +247,16 @@ fn exec_seccomp_for(config: &Path, process: &mut Process) -> Result<Option<ExecS
         }
     }
     process.set_capabilities(Some(caps));
+    let bpf = match crate::exec_filter::exec_filter(state, &profile) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "exec filter cache: compiling in the exec instead");
+            None
+        }
+    };
     Ok(Some(ExecSeccomp {
         profile,
+        bpf,
         added,
         effective,
         permitted,
