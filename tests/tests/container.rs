@@ -1306,6 +1306,16 @@ fn diff_export_commit_and_update_read_back() {
         ok(&env, &["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", &name]),
         "104857600 209715200 500000000 77 on-failure:3\n"
     );
+    // A container in the host's UTS namespace updates too (its hostname is no conflict).
+    let uts = unique_id("dec-uts");
+    ok(
+        &env,
+        &[
+            "run", "-d", "--name", &uts, "--uts", "host", IMAGE, "sleep", "600",
+        ],
+    );
+    ok(&env, &["update", "--pids-limit", "40", &uts]);
+    ok(&env, &["rm", "-f", &uts]);
     let out = env.docker_output(&["update", "--memory", "300m", &name]);
     assert!(
         out.stderr

@@ -835,7 +835,8 @@ pub(crate) async fn container_update(
         ));
     }
     let names = e.runtime_names();
-    let warnings = crate::container::options::check(&mut hc, &rec.config, &names)?;
+    // The create-time checks of Config (hostname and modes) do not apply to an update.
+    let warnings = crate::container::options::check(&mut hc, &json!({}), &names)?;
     if rec.running() {
         let mut updated = rec.clone();
         updated.host_config = hc.clone();
