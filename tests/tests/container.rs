@@ -1172,7 +1172,11 @@ fn health_checks_and_oom_kills_are_reported() {
                 "{{.Action}}",
             ],
         );
-        assert_eq!(events, "oom\n");
+        // One event per OOM of the cgroup: the kernel may have to kill more than once.
+        assert!(
+            !events.is_empty() && events.lines().all(|l| l == "oom"),
+            "{events}"
+        );
         ok(&env, &["rm", &name]);
     }
 }
