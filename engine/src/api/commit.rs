@@ -129,7 +129,12 @@ pub(crate) async fn commit(State(e): S, Query(q): Q, req: Request) -> ApiResult<
             .join()
             .map_err(|_| ApiError::internal("the layer writer panicked"))?;
         let img = img?;
-        written.map_err(io_error)?;
+        // The layer streams through a pipe: a writer that failed midway may have left a
+        // tar that reads as whole but is short. Such an image is taken back.
+        if let Err(err) = written {
+            let _ = store.remove(&img.id, true, false, &|_| false);
+            return Err(io_error(err));
+        }
         Ok(img)
     })
     .await;
