@@ -134,6 +134,13 @@ pub(crate) fn mount_points(host_config: &Value) -> Value {
 pub(crate) async fn container_list(State(e): S, Query(q): Q) -> ApiResult<Response> {
     let all = qbool(&q, "all");
     let f = filters(&q)?;
+    for v in f.get("health").into_iter().flatten() {
+        if !["starting", "healthy", "unhealthy", "none"].contains(&v.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "Unrecognised filter value for health: {v}"
+            )));
+        }
+    }
     let mut out = Vec::new();
     for r in e.list() {
         if !all && !r.running() && !r.restarting() && !f.contains_key("status") {
