@@ -175,6 +175,28 @@ fn fstat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
     .map_err(io::Error::from)
 }
 
+/// `openat(dir, name)` of one name, never following a final symlink, as an owned descriptor.
+fn open_at(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlag, mode: Mode) -> io::Result<OwnedFd> {
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        mode,
+    )?;
+    // SAFETY: a new descriptor from openat(2) that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// [`open_at`] of a directory, for reading its entries.
+fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+    open_at(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+        Mode::empty(),
+    )
+}
+
 fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<FileStat> {
     nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)
         .map_err(io::Error::from)
@@ -421,18 +443,12 @@ impl Root {
                 tar::EntryType::Regular
                 | tar::EntryType::Continuous
                 | tar::EntryType::GNUSparse => {
-                    let fd = nix::fcntl::openat(
-                        Some(dirfd),
-                        name.as_os_str(),
-                        OFlag::O_WRONLY
-                            | OFlag::O_CREAT
-                            | OFlag::O_EXCL
-                            | OFlag::O_NOFOLLOW
-                            | OFlag::O_CLOEXEC,
+                    let mut f = File::from(open_at(
+                        parent.as_fd(),
+                        &name,
+                        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
                         Mode::from_bits_truncate(0o600),
-                    )?;
-                    // SAFETY: a new descriptor from openat(2).
-                    let mut f = unsafe { File::from_raw_fd(fd) };
+                    )?);
                     loop {
                         let n = match entry.read(&mut buf) {
                             Ok(0) => break,
@@ -580,14 +596,7 @@ fn walk_changes(
         }
         let existed = in_lower(&path);
         if fmt == libc::S_IFDIR {
-            let fd = nix::fcntl::openat(
-                Some(dir.as_raw_fd()),
-                n.as_os_str(),
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )?;
-            // SAFETY: a new descriptor from openat(2).
-            let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+            let sub = open_dir_at(dir.as_fd(), &n)?;
             let below = walk_changes(&sub, &child, skip, in_lower, out)?;
             // A directory copied up only because something below it changed shows as
             // changed, as in dockerd; one that only holds mount points does not show.
@@ -645,14 +654,7 @@ fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
         )
         .map_err(io::Error::from);
     }
-    let fd = nix::fcntl::openat(
-        Some(dir.as_raw_fd()),
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    // SAFETY: a new descriptor from openat(2).
-    let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sub = open_dir_at(dir, name)?;
     for n in dir_names(&sub)? {
         remove_all_at(sub.as_fd(), &n)?;
     }
@@ -731,14 +733,7 @@ impl<W: Write> TarWriter<W> {
         }
         match fmt {
             libc::S_IFDIR => {
-                let fd = nix::fcntl::openat(
-                    Some(dir.as_raw_fd()),
-                    name,
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )?;
-                // SAFETY: a new descriptor from openat(2).
-                let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+                let sub = open_dir_at(dir, name)?;
                 let mut h = Self::header(&st, tar::EntryType::Directory);
                 self.tar
                     .append_data(&mut h, dir_name(as_name), io::empty())
@@ -761,14 +756,7 @@ impl<W: Write> TarWriter<W> {
                     self.links
                         .insert((st.st_dev, st.st_ino), as_name.to_path_buf());
                 }
-                let fd = nix::fcntl::openat(
-                    Some(dir.as_raw_fd()),
-                    name,
-                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )?;
-                // SAFETY: a new descriptor from openat(2).
-                let f = unsafe { File::from_raw_fd(fd) };
+                let f = File::from(open_at(dir, name, OFlag::O_RDONLY, Mode::empty())?);
                 let mut h = Self::header(&st, tar::EntryType::Regular);
                 h.set_size(st.st_size as u64);
                 // A file that shrinks while it is read is padded, one that grows is cut, so
@@ -873,18 +861,9 @@ pub fn init_paths() -> Vec<PathBuf> {
 fn is_empty_mount_point(dir: BorrowedFd<'_>, name: &OsStr, st: &FileStat) -> bool {
     match st.st_mode & libc::S_IFMT {
         libc::S_IFREG => st.st_size == 0,
-        libc::S_IFDIR => nix::fcntl::openat(
-            Some(dir.as_raw_fd()),
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map(|fd| {
-            // SAFETY: a new descriptor from openat(2).
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            dir_names(&fd).map(|n| n.is_empty()).unwrap_or(false)
-        })
-        .unwrap_or(false),
+        libc::S_IFDIR => open_dir_at(dir, name)
+            .and_then(|fd| dir_names(&fd))
+            .is_ok_and(|n| n.is_empty()),
         _ => false,
     }
 }
