@@ -251,18 +251,13 @@ fn parse_version(s: &str) -> Option<(u32, u32)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
-/// Converts a profile (Docker's JSON) for a container with `caps`, as dockerd does: rules
-/// whose `includes` the container does not meet, or whose `excludes` it meets, are left out.
-pub fn convert_text(text: &str, caps: &[String]) -> Result<Value, String> {
+/// Converts the profile given as `--security-opt seccomp=<json>` (the CLI sends the file's
+/// text, in Docker's format) for a container with `caps`, as dockerd does: rules whose
+/// `includes` the container does not meet, or whose `excludes` it meets, are left out.
+pub fn from_docker_profile(text: &str, caps: &[String]) -> Result<Value, String> {
     let p: Profile =
         serde_json::from_str(text).map_err(|e| format!("decoding seccomp profile failed: {e}"))?;
     convert(&p, caps)
-}
-
-/// Checks the profile given as `--security-opt seccomp=<json>` (the CLI sends the file's
-/// text) and converts it for `caps`.
-pub fn from_docker_profile(text: &str, caps: &[String]) -> Result<Value, String> {
-    convert_text(text, caps)
 }
 
 fn convert(p: &Profile, caps: &[String]) -> Result<Value, String> {
@@ -431,11 +426,11 @@ mod tests {
             "syscalls": [{"name": "chmod", "action": "SCMP_ACT_ERRNO"},
                          {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
                           "includes": {"caps": ["CAP_NOPE"]}}]}"#;
-        let p = convert_text(text, &[]).unwrap();
+        let p = from_docker_profile(text, &[]).unwrap();
         assert_eq!(p["syscalls"].as_array().unwrap().len(), 1);
         assert_eq!(p["syscalls"][0]["names"], json!(["chmod"]));
-        assert!(convert_text("{", &[]).is_err());
-        assert!(convert_text(r#"{"defaultAction": "NOPE"}"#, &[]).is_err());
+        assert!(from_docker_profile("{", &[]).is_err());
+        assert!(from_docker_profile(r#"{"defaultAction": "NOPE"}"#, &[]).is_err());
         assert_eq!(parse_version("6.18.44-fc"), Some((6, 18)));
     }
 }

@@ -364,14 +364,7 @@ impl Engine {
         let warnings = super::options::check(&mut host_config, &body, &self.runtime_names())?;
         // dockerd stores the default masked and read-only paths of an unprivileged container
         // (inspect shows them; a client may pass its own lists instead).
-        let unconfined_paths = host_config["SecurityOpt"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|o| {
-                o.as_str()
-                    .is_some_and(|o| o.replace(':', "=") == "systempaths=unconfined")
-            });
+        let unconfined_paths = super::security_opts(&host_config).unconfined_paths;
         if host_config["Privileged"].as_bool() != Some(true) && !unconfined_paths {
             if host_config["MaskedPaths"].is_null() {
                 host_config["MaskedPaths"] = json!(super::MASKED_PATHS);

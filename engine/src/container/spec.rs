@@ -238,14 +238,15 @@ pub const READONLY_PATHS: &[&str] = &[
 
 /// The `--security-opt`s of a container, parsed.
 #[derive(Debug, Default)]
-struct SecurityOpts {
-    no_new_privs: bool,
-    seccomp: Option<String>,
-    unconfined_paths: bool,
-    writable_cgroups: Option<bool>,
+pub(crate) struct SecurityOpts {
+    pub no_new_privs: bool,
+    pub seccomp: Option<String>,
+    pub unconfined_paths: bool,
+    pub writable_cgroups: Option<bool>,
 }
 
-fn security_opts(h: &Value) -> SecurityOpts {
+/// The `SecurityOpt`s of HostConfig `h` (`key=value` or the legacy `key:value`).
+pub(crate) fn security_opts(h: &Value) -> SecurityOpts {
     let mut o = SecurityOpts::default();
     for opt in h["SecurityOpt"].as_array().into_iter().flatten() {
         let opt = opt.as_str().unwrap_or_default();
