@@ -847,16 +847,8 @@ pub(crate) async fn container_update(
     if rec.running() {
         let mut updated = rec.clone();
         updated.host_config = hc.clone();
-        let dir = e.container_dir(&rec.id);
-        let files = crate::container::SpecFiles {
-            hosts: &dir.join("hosts"),
-            hostname: &dir.join("hostname"),
-            resolv: &dir.join("resolv.conf"),
-            init: None,
-            user: None,
-            joins: Vec::new(),
-        };
-        let spec = crate::container::build_spec(&updated, &files)?;
+        let files = e.spec_files(&rec);
+        let spec = crate::container::build_spec(&updated, &files.as_spec())?;
         let all = &spec["linux"]["resources"];
         let mut resources = serde_json::Map::new();
         for k in ["memory", "cpu", "pids", "blockIO"] {

@@ -76,15 +76,10 @@ pub(crate) fn exec_process(e: &Engine, rec: &Record, cfg: &Value) -> ApiResult<V
         .unwrap_or("");
     let layers = e.images.rootfs_layers(&rec.image_id, &rec.id)?;
     let user = crate::container::resolve_user(&layers, rec, spec_user)?;
-    let dir = e.container_dir(&rec.id);
-    let files = crate::container::SpecFiles {
-        hosts: &dir.join("hosts"),
-        hostname: &dir.join("hostname"),
-        resolv: &dir.join("resolv.conf"),
-        init: None,
-        user: Some(&user),
-        joins: Vec::new(),
-    };
+    let owned = e.spec_files(rec);
+    let mut files = owned.as_spec();
+    files.user = Some(&user);
+    // The exec's process runs as given, without the container's init in front.
     let mut r2 = rec.clone();
     r2.host_config["Init"] = json!(false);
     let spec = crate::container::build_spec(&r2, &files)?;

@@ -520,7 +520,9 @@ impl Engine {
         Ok(())
     }
 
-    fn spec_files(&self, rec: &Record) -> OwnedSpecFiles {
+    /// The files a container's spec binds (its own or, on another's network, that one's) and
+    /// the host's init binary.
+    pub(crate) fn spec_files(&self, rec: &Record) -> OwnedSpecFiles {
         // A container on another's network shares its hosts, resolv.conf and hostname.
         let net = rec.host_config["NetworkMode"].as_str().unwrap_or_default();
         let dir = match super::options::container_ref(net).and_then(|o| self.find(o).ok()) {
@@ -1299,7 +1301,7 @@ impl Engine {
     }
 }
 
-struct OwnedSpecFiles {
+pub(crate) struct OwnedSpecFiles {
     hosts: PathBuf,
     hostname: PathBuf,
     resolv: PathBuf,
@@ -1307,7 +1309,7 @@ struct OwnedSpecFiles {
 }
 
 impl OwnedSpecFiles {
-    fn as_spec(&self) -> SpecFiles<'_> {
+    pub(crate) fn as_spec(&self) -> SpecFiles<'_> {
         SpecFiles {
             hosts: &self.hosts,
             hostname: &self.hostname,
