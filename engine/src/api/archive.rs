@@ -69,9 +69,7 @@ pub(crate) async fn archive_get(
     })
     .await?;
     e.emit_container_id(&rec.id, "archive-path", &[]);
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
-    tokio::task::spawn_blocking(move || {
-        let w = std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter::new(tx));
+    let body = blocking_body(move |w| {
         if let Err(err) = lease.root.tar_to(&path, w) {
             tracing::warn!(path = %path, error = ?err, "archive of a container path failed");
         }
@@ -79,7 +77,7 @@ pub(crate) async fn archive_get(
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/x-tar")
         .header("X-Docker-Container-Path-Stat", stat_header(&st))
-        .body(Body::from_stream(ReceiverStream::new(rx)))
+        .body(body)
         .unwrap_or_default())
 }
 

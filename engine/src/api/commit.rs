@@ -40,16 +40,14 @@ pub(crate) async fn container_export(State(e): S, Path(id): Path<String>) -> Api
     let (e2, r2) = (e.clone(), rec.clone());
     let lease = blocking(move || e2.lease_rootfs_view(&r2)).await?;
     e.emit_container_id(&rec.id, "export", &[]);
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
-    tokio::task::spawn_blocking(move || {
-        let w = std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter::new(tx));
+    let body = blocking_body(move |w| {
         if let Err(err) = lease.root.tar_contents(w) {
             tracing::warn!(error = ?err, "export failed");
         }
     });
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/x-tar")
-        .body(Body::from_stream(ReceiverStream::new(rx)))
+        .body(body)
         .unwrap_or_default())
 }
 

@@ -248,17 +248,15 @@ pub(crate) fn save_response(e: &Engine, names: Vec<String>) -> ApiResult<Respons
     for n in &names {
         e.emit_image_event("save", &e.images.get(n)?.id, n);
     }
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let store = e.images.clone();
-    tokio::task::spawn_blocking(move || {
-        let w = ChannelWriter { tx };
+    let body = blocking_body(move |w| {
         if let Err(err) = store.save(&names, w) {
             tracing::warn!(error = %err, "image save failed");
         }
     });
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/x-tar")
-        .body(Body::from_stream(ReceiverStream::new(rx)))
+        .body(body)
         .unwrap_or_default())
 }
 
@@ -266,10 +264,19 @@ pub(crate) struct ChannelWriter {
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
 }
 
-impl ChannelWriter {
-    pub(crate) fn new(tx: mpsc::Sender<Result<Bytes, std::io::Error>>) -> Self {
-        ChannelWriter { tx }
-    }
+/// A response body that `write` produces on a blocking thread (the tar streams of save, cp
+/// and export), through a 256 KiB buffer; a client that goes away ends the writes.
+pub(crate) fn blocking_body(
+    write: impl FnOnce(std::io::BufWriter<ChannelWriter>) + Send + 'static,
+) -> Body {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
+    tokio::task::spawn_blocking(move || {
+        write(std::io::BufWriter::with_capacity(
+            256 * 1024,
+            ChannelWriter { tx },
+        ))
+    });
+    Body::from_stream(ReceiverStream::new(rx))
 }
 
 impl std::io::Write for ChannelWriter {
