@@ -121,12 +121,8 @@ impl Netlink {
             if let Some(m) = mtu {
                 b = b.mtu(m);
             }
-            self.handle
-                .link()
-                .add(b.build())
-                .execute()
-                .await
-                .map_err(nl(format!("create bridge {name}")))?;
+            self.add(b.build(), &format!("create bridge {name}"))
+                .await?;
         }
         let index = self.must_index(name).await?;
         self.set_up(index).await?;
@@ -165,12 +161,8 @@ impl Netlink {
         if let Some(m) = mtu {
             v = v.mtu(m);
         }
-        self.handle
-            .link()
-            .add(v.build())
-            .execute()
-            .await
-            .map_err(nl(format!("create veth pair {host}/{peer}")))?;
+        self.add(v.build(), &format!("create veth pair {host}/{peer}"))
+            .await?;
         let host_index = self.must_index(host).await?;
         let peer_index = self.must_index(peer).await?;
         if let Some(m) = mtu {
@@ -198,6 +190,15 @@ impl Netlink {
         )
         .await?;
         Ok(host_index)
+    }
+
+    async fn add(&self, msg: LinkMessage, what: &str) -> Result<()> {
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(nl(what))
     }
 
     async fn set(&self, msg: LinkMessage, what: &str) -> Result<()> {
