@@ -200,17 +200,9 @@ async fn measure_run(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
         ("API create/start/wait/rm", &api_times),
     ] {
         for (e, t) in engines.iter().zip(times.iter()) {
-            println!(
-                "{:<26} {:<8} {:>10} {:>10} {:>10}",
-                title,
-                e.name,
-                ms(percentile(t, 50.0)),
-                ms(percentile(t, 90.0)),
-                ms(*t.iter().min().unwrap_or(&Duration::ZERO)),
-            );
+            row(title, e.name, t);
         }
-        let ratio =
-            percentile(&times[0], 50.0).as_secs_f64() / percentile(&times[1], 50.0).as_secs_f64();
+        let ratio = median_ratio(&times[0], &times[1]);
         println!(
             "{:<26} ratio berth/docker {ratio:.2}x (target <= 0.30x)",
             title
@@ -256,20 +248,12 @@ async fn measure_exec(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
         }
     }
     for (e, t) in engines.iter().zip(exec_times.iter()) {
-        println!(
-            "{:<26} {:<8} {:>10} {:>10} {:>10}",
-            "docker exec true",
-            e.name,
-            ms(percentile(t, 50.0)),
-            ms(percentile(t, 90.0)),
-            ms(*t.iter().min().unwrap_or(&Duration::ZERO)),
-        );
+        row("docker exec true", e.name, t);
     }
     println!(
         "{:<26} ratio berth/docker {:.2}x (target <= 0.5x)",
         "docker exec true",
-        percentile(&exec_times[0], 50.0).as_secs_f64()
-            / percentile(&exec_times[1], 50.0).as_secs_f64()
+        median_ratio(&exec_times[0], &exec_times[1])
     );
     for e in engines.iter_mut() {
         e.remove_all().await;
@@ -450,22 +434,30 @@ fn docker_timed(args: &Args, e: &Engine, argv: &[&str]) -> Result<Duration> {
 /// Prints one timed row per engine and berth's ratio to docker (lower is faster).
 fn report(title: &str, engines: &[Engine; 2], times: &[Vec<Duration>; 2], target: &str) {
     for (e, t) in engines.iter().zip(times.iter()) {
-        println!(
-            "{:<26} {:<8} {:>10} {:>10} {:>10}",
-            title,
-            e.name,
-            ms(percentile(t, 50.0)),
-            ms(percentile(t, 90.0)),
-            ms(*t.iter().min().unwrap_or(&Duration::ZERO)),
-        );
+        row(title, e.name, t);
     }
-    let b = percentile(&times[0], 50.0).as_secs_f64();
-    let d = percentile(&times[1], 50.0).as_secs_f64();
+    let r = median_ratio(&times[0], &times[1]);
     println!(
-        "{title:<26} berth/docker {:.2}x, docker/berth {:.2}x ({target})",
-        b / d,
-        d / b
+        "{title:<26} berth/docker {r:.2}x, docker/berth {:.2}x ({target})",
+        1.0 / r
     );
+}
+
+/// One row of timings: median, p90 and min.
+fn row(title: &str, name: &str, t: &[Duration]) {
+    println!(
+        "{:<26} {:<8} {:>10} {:>10} {:>10}",
+        title,
+        name,
+        ms(percentile(t, 50.0)),
+        ms(percentile(t, 90.0)),
+        ms(*t.iter().min().unwrap_or(&Duration::ZERO)),
+    );
+}
+
+/// The ratio of two medians.
+fn median_ratio(a: &[Duration], b: &[Duration]) -> f64 {
+    percentile(a, 50.0).as_secs_f64() / percentile(b, 50.0).as_secs_f64()
 }
 
 /// `docker cp` of a directory of `--cp-files` files into and out of a running container.
@@ -774,7 +766,7 @@ fn measure_seccomp(args: &Args, berth: &Engine) -> Result<()> {
     }
     println!(
         "ratio allow-list/deny-list {:.2}x (target <= 1.0x)",
-        percentile(&times[0], 50.0).as_secs_f64() / percentile(&times[1], 50.0).as_secs_f64()
+        median_ratio(&times[0], &times[1])
     );
     Ok(())
 }
