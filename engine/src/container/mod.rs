@@ -8,7 +8,7 @@ mod naming;
 pub mod options;
 pub mod seccomp;
 mod service;
-pub use service::{resolv_conf, resolve_user, Attaches};
+pub use service::{resolve_user, Attaches};
 mod spec;
 mod store;
 mod user;

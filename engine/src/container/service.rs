@@ -51,7 +51,7 @@ fn which(name: &str) -> Option<PathBuf> {
 /// A container's resolv.conf, as dockerd writes it: the host's, without its loopback
 /// resolvers (Google's public ones when none is left), and `--dns`, `--dns-search` and
 /// `--dns-option` each replacing the host's lines of its kind.
-pub fn resolv_conf(host: &str, dns: &[String], search: &[String], options: &[String]) -> String {
+fn resolv_conf(host: &str, dns: &[String], search: &[String], options: &[String]) -> String {
     let mut servers = Vec::new();
     let mut searches = Vec::new();
     let mut opts = Vec::new();

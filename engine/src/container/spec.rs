@@ -601,11 +601,12 @@ pub fn build_spec(rec: &Record, files: &SpecFiles<'_>) -> Result<Value, ApiError
     let net_mode = h["NetworkMode"].as_str().unwrap_or("default");
     // On the host's network a container shares the host's UTS namespace too, unless it was
     // given a hostname of its own (`-h`), which dockerd sets in a namespace of its own.
-    let host_name = super::options::host_name();
+    // The host's name is read only for containers on its network or in its UTS namespace.
     let uts_host = h["UTSMode"].as_str() == Some("host")
-        || (net_mode == "host" && c["Hostname"].as_str().unwrap_or_default() == host_name);
+        || (net_mode == "host"
+            && c["Hostname"].as_str().unwrap_or_default() == super::options::host_name());
     let hostname = if uts_host {
-        host_name.clone()
+        super::options::host_name()
     } else {
         c["Hostname"]
             .as_str()
