@@ -1,8 +1,12 @@
-//! berth's container networking, in the manner of netavark and aardvark-dns: IPAM now; the
-//! bridge driver (netlink), nftables rules, port publishing and the embedded DNS server come
-//! with issue 12 (see README.md).
+//! berth's container networking, in the manner of netavark and aardvark-dns: IPAM, the
+//! bridge driver's netlink plumbing, network namespaces of their own, the nftables table
+//! (masquerade, isolation, published ports by DNAT) and the embedded DNS server (see
+//! README.md).
 
+pub mod dns;
+pub mod firewall;
 pub mod ipam;
 pub mod netlink;
+pub mod netns;
 
 pub use ipam::{Allocator, IpamError};
