@@ -106,10 +106,10 @@ async fn forward(raw: &[u8], upstreams: &[SocketAddr], tcp: bool) -> Option<Vec<
                 s.read_exact(&mut buf).await?;
                 Ok::<_, io::Error>(buf)
             } else {
-                let bind: SocketAddr = if up.is_ipv4() {
-                    "0.0.0.0:0".parse().unwrap()
+                let bind = if up.is_ipv4() {
+                    SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
                 } else {
-                    "[::]:0".parse().unwrap()
+                    SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
                 };
                 let s = tokio::net::UdpSocket::bind(bind).await?;
                 s.connect(up).await?;

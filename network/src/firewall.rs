@@ -318,7 +318,10 @@ pub fn build(rs: &Ruleset) -> nftables::schema::Nftables<'static> {
                 is(meta(MetaKey::Oifname), name()),
                 is(
                     field("ip", "saddr"),
-                    prefix(&"127.0.0.0/8".parse().unwrap()),
+                    prefix(&IpNet::V4(ipnet::Ipv4Net::new_assert(
+                        std::net::Ipv4Addr::new(127, 0, 0, 0),
+                        8,
+                    ))),
                 ),
                 Statement::Masquerade(None),
             ],

@@ -57,7 +57,7 @@ pub fn remove(path: &Path) -> io::Result<()> {
 /// Whether `path` is a bound network namespace.
 pub fn is_namespace(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .map(|s| s.filesystem_type().0 == NSFS_MAGIC)
         .unwrap_or(false)
 }
 
