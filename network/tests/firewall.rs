@@ -5,6 +5,8 @@
 //!
 //! Run: `sudo -E cargo test -p berth-network --test firewall -- --include-ignored`.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -143,10 +145,7 @@ async fn published_port_and_embedded_dns() {
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout);
-    assert!(
-        listed.contains(&format!("dnat ip to 10.99.0.2:80")),
-        "{listed}"
-    );
+    assert!(listed.contains("dnat ip to 10.99.0.2:80"), "{listed}");
     let mut got = None;
     for _ in 0..50 {
         got = wget(&format!("http://127.0.0.1:{port}/"));
