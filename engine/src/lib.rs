@@ -12,6 +12,7 @@ pub mod container;
 pub mod error;
 pub mod events;
 pub mod logs;
+pub mod network;
 pub mod registry;
 pub mod supervisor;
 
@@ -82,6 +83,10 @@ pub struct Engine {
     /// Rootfs mounts of stopped containers held for `docker cp`, diff, export and commit:
     /// id -> users.
     pub(crate) rootfs_leases: Mutex<HashMap<String, usize>>,
+    /// Networks, address pools, DNS servers (`network/`).
+    pub(crate) net: Mutex<network::NetState>,
+    /// Serializes firewall table rewrites.
+    pub(crate) net_op: tokio::sync::Mutex<()>,
 }
 
 fn now() -> String {
@@ -142,6 +147,8 @@ pub async fn run(config: Config) -> Result<()> {
     let (changes, _) = watch::channel(0u64);
     let engine = Arc::new(Engine {
         rootfs_leases: Mutex::new(HashMap::new()),
+        net: Mutex::new(network::NetState::default()),
+        net_op: tokio::sync::Mutex::new(()),
         containers: Mutex::new(load_records(&config.data_root)),
         config: config.clone(),
         images,
@@ -157,7 +164,9 @@ pub async fn run(config: Config) -> Result<()> {
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(engine.clone().watch_events(ready_tx));
     let _ = ready_rx.await;
+    engine.networks_init().await;
     engine.reconcile().await;
+    engine.networks_restore().await;
     let result = api::serve(engine.clone(), &config.hosts).await;
     // Stopping berthd stops the supervisor it started; containers keep running in their
     // shims and are found again at the next start.

@@ -25,6 +25,7 @@ mod registry_store;
 pub mod rootfs;
 mod store;
 
+pub use changes::go_duration;
 pub use error::{Error, Result};
 
 /// A stored image: its identity, names and parsed config.

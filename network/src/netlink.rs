@@ -210,13 +210,14 @@ impl Netlink {
             .map_err(nl(format!("set link {what}")))
     }
 
-    /// Inside a container's namespace: the link `from` renamed to `to`, given `ips` (with
+    /// Inside a container's namespace: the link `from` renamed to `to`, given `mac` and `ips` (with
     /// their prefix lengths) and brought up with the loopback; a default route through
     /// `gateway` when one is given.
     pub async fn configure_endpoint(
         &self,
         from: &str,
         to: &str,
+        mac: Option<[u8; 6]>,
         ips: &[(IpAddr, u8)],
         gateways: &[IpAddr],
     ) -> Result<()> {
@@ -227,6 +228,15 @@ impl Netlink {
                     .name(to.to_string())
                     .build(),
                 from,
+            )
+            .await?;
+        }
+        if let Some(mac) = mac {
+            self.set(
+                LinkUnspec::new_with_index(index)
+                    .address(mac.to_vec())
+                    .build(),
+                to,
             )
             .await?;
         }

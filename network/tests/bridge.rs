@@ -99,7 +99,7 @@ async fn bridge_veth_and_addresses_carry_traffic() {
 
     let inside = Netlink::in_namespace(&ns).unwrap();
     inside
-        .configure_endpoint(&peer, "eth0", &[(ip, subnet.prefix_len())], &[gw])
+        .configure_endpoint(&peer, "eth0", None, &[(ip, subnet.prefix_len())], &[gw])
         .await
         .unwrap();
     assert!(inside.index("eth0").await.unwrap().is_some());

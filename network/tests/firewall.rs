@@ -102,6 +102,7 @@ async fn published_port_and_embedded_dns() {
         .configure_endpoint(
             &format!("vfp{tag}"),
             "eth0",
+            None,
             &[("10.99.0.2".parse().unwrap(), 24)],
             &["10.99.0.1".parse().unwrap()],
         )

@@ -81,29 +81,14 @@ pub(crate) fn container_summary(r: &Record) -> Value {
         "ImageID": r.image_id,
         "Command": cmd,
         "Created": unix(&r.created),
-        "Ports": [],
+        "Ports": super::networks::summary_ports(r),
         "Labels": r.labels(),
         "State": r.state.status,
         "Status": status_text(r),
         "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
-        "NetworkSettings": {"Networks": networks(&r.host_config)},
+        "NetworkSettings": {"Networks": super::networks::container_networks(r)},
         "Mounts": mount_points(&r.host_config),
     })
-}
-
-/// `NetworkSettings.Networks`: the container's one network (its network mode; `default` is
-/// `bridge`, as dockerd names it) with dockerd's endpoint fields, empty while berth has no
-/// bridge (the container then has a private loopback-only namespace).
-pub(crate) fn networks(host_config: &Value) -> Value {
-    let mode = match host_config["NetworkMode"].as_str() {
-        None | Some("") | Some("default") => "bridge",
-        Some(m) => m,
-    };
-    json!({ mode: {
-        "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "", "DriverOpts": null,
-        "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
-        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": null,
-    }})
 }
 
 /// Docker's `MountPoint`s for the container's host-path binds (`src:dst[:opts]`).
@@ -242,7 +227,7 @@ pub(crate) fn inspect_json(e: &Engine, r: &Record) -> Value {
         "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": upper}},
         "Mounts": mount_points(&r.host_config),
         "Config": config,
-        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": networks(&r.host_config), "IPAddress": "", "Gateway": "", "MacAddress": ""},
+        "NetworkSettings": super::networks::network_settings(r),
     })
 }
 

@@ -14,6 +14,7 @@ mod exec;
 mod images;
 pub mod listen;
 pub mod models;
+mod networks;
 pub mod registry;
 mod server;
 mod system;
@@ -115,6 +116,21 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/exec/{id}/start", post(exec_start))
         .route("/exec/{id}/resize", post(exec_resize))
         .route("/exec/{id}/json", get(exec_inspect))
+        .route("/networks", get(self::networks::network_list))
+        .route("/networks/create", post(self::networks::network_create))
+        .route("/networks/prune", post(self::networks::network_prune))
+        .route(
+            "/networks/{id}",
+            get(self::networks::network_inspect).delete(self::networks::network_remove),
+        )
+        .route(
+            "/networks/{id}/connect",
+            post(self::networks::network_connect),
+        )
+        .route(
+            "/networks/{id}/disconnect",
+            post(self::networks::network_disconnect),
+        )
         .route("/images/json", get(image_list))
         .route("/images/create", post(image_create))
         .route("/images/load", post(image_load))

@@ -15,7 +15,7 @@ mod user;
 
 pub use naming::{new_id, random_name, valid_name};
 pub use spec::*;
-pub use store::{load, save};
+pub use store::{load, save, save_json};
 pub use user::ExecUser;
 
 use std::collections::BTreeMap;
@@ -70,6 +70,15 @@ pub struct Record {
     /// running).
     #[serde(default)]
     pub restart_backoff_ms: u64,
+    /// Its networks by name (`NetworkSettings.Networks`): what was asked, what it got.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, crate::network::Endpoint>,
+    /// Its network namespace while it runs (`NetworkSettings.SandboxKey`).
+    #[serde(default)]
+    pub sandbox: String,
+    /// The ports it publishes while it runs.
+    #[serde(default)]
+    pub published: Vec<crate::network::Published>,
 }
 
 impl Record {

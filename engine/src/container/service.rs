@@ -385,12 +385,21 @@ impl Engine {
                 "host"
             });
         }
-        let nm = host_config["NetworkMode"].as_str().unwrap_or_default();
-        if !["default", "bridge", "none", "host"].contains(&nm)
-            && super::options::container_ref(nm).is_none()
-        {
-            return Err(ApiError::not_found(format!("network {nm} not found")));
+        let endpoints = self.create_endpoints(&host_config, &body)?;
+        // The image's exposed ports are the container's too (`-P` publishes them).
+        if let Some(img_ports) = img["ExposedPorts"].as_object() {
+            let mut ports = config["ExposedPorts"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            for (k, v) in img_ports {
+                ports.entry(k.clone()).or_insert(v.clone());
+            }
+            if !ports.is_empty() {
+                config["ExposedPorts"] = Value::Object(ports);
+            }
         }
+        crate::network::parse_bindings(&host_config, &config).map_err(ApiError::bad_request)?;
         // `container:<name>` modes name a container that exists (it must run at start).
         for k in ["NetworkMode", "IpcMode", "PidMode"] {
             let Some(name) =
@@ -442,6 +451,9 @@ impl Engine {
             exits: 0,
             manually_stopped: false,
             restart_backoff_ms: 0,
+            endpoints,
+            sandbox: String::new(),
+            published: Vec::new(),
         };
         // Validate the spec now, so bad binds or options fail at create as in Docker.
         self.write_files(&rec)?;
@@ -455,6 +467,71 @@ impl Engine {
         }
         self.emit_container(&rec, "create", &[]);
         Ok((rec, warnings))
+    }
+
+    /// The endpoints of a new container: its NetworkMode's network and any other of
+    /// `NetworkingConfig.EndpointsConfig`, checked as dockerd does.
+    fn create_endpoints(
+        &self,
+        host_config: &Value,
+        body: &Value,
+    ) -> ApiResult<std::collections::BTreeMap<String, crate::network::Endpoint>> {
+        let mut out = std::collections::BTreeMap::new();
+        let mode = host_config["NetworkMode"].as_str().unwrap_or_default();
+        let configs = body["NetworkingConfig"]["EndpointsConfig"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let mac = body["MacAddress"].as_str().unwrap_or_default();
+        let Some(primary) = crate::network::mode_network(mode) else {
+            if !mac.is_empty() {
+                return Err(ApiError::bad_request(
+                    "conflicting options: mac-address and the network mode",
+                ));
+            }
+            return Ok(out);
+        };
+        let n = self.network_find(primary)?;
+        // The CLI names the mode's network as the mode does (`default`).
+        let is_primary = |k: &str| {
+            k == mode
+                || k == n.name
+                || k == n.id
+                || crate::network::mode_network(k) == Some(primary)
+        };
+        let cfg = configs
+            .iter()
+            .find(|(k, _)| is_primary(k))
+            .map(|(_, v)| v.clone())
+            .unwrap_or(Value::Null);
+        let mut ep = crate::network::endpoint_config(&n, &cfg)?;
+        if ep.mac_config.is_empty() && !mac.is_empty() {
+            if crate::network::parse_mac(mac).is_none() {
+                return Err(ApiError::bad_request(format!("invalid MAC address: {mac}")));
+            }
+            ep.mac_config = mac.to_string();
+        }
+        out.insert(n.name.clone(), ep);
+        for (key, cfg) in configs.iter().filter(|(k, _)| !is_primary(k)) {
+            let other = self.network_find(key)?;
+            if other.id == n.id {
+                continue;
+            }
+            out.insert(
+                other.name.clone(),
+                crate::network::endpoint_config(&other, cfg)?,
+            );
+        }
+        // --link names a container that exists.
+        for link in host_config["Links"].as_array().into_iter().flatten() {
+            let (target, _) = crate::network::split_link(link.as_str().unwrap_or_default());
+            if self.find(target).is_err() {
+                return Err(ApiError::not_found(format!(
+                    "could not get container for {target}"
+                )));
+            }
+        }
+        Ok(out)
     }
 
     /// The runtimes a container may name (`--runtime`): berth-runtime, and runc when the
@@ -568,6 +645,7 @@ impl Engine {
             }
             Err(err) => err,
         };
+        self.endpoints_down(&rec.id).await;
         let msg = err.message.clone();
         let code = if msg.contains("executable file not found")
             || msg.contains("no such file")
@@ -598,7 +676,7 @@ impl Engine {
     }
 
     /// The work of [`Engine::start`]: spec, rootfs, supervisor container and task, Start.
-    async fn start_task(&self, rec: &Record) -> ApiResult<()> {
+    async fn start_task(self: &Arc<Self>, rec: &Record) -> ApiResult<()> {
         let rec = rec.clone();
         let mount = self.images.prepare_rootfs(&rec.image_id, &rec.id)?;
         let layers = berth_image::rootfs::RootfsLayers::from_mount(&mount);
@@ -620,6 +698,15 @@ impl Engine {
         let mut files = files.as_spec();
         files.user = Some(&user);
         files.joins = self.namespace_joins(&rec)?;
+        // Its network namespace, with an interface on each of its networks (leftovers of an
+        // earlier run go first).
+        self.endpoints_down(&rec.id).await;
+        if let Some(sandbox) = self.endpoints_up(&rec).await? {
+            self.write_net_files(&self.find(&rec.id)?)?;
+            files
+                .joins
+                .push(("network", sandbox.to_string_lossy().into_owned()));
+        }
         let spec = crate::container::build_spec(&rec, &files)?;
         let runtime = match rec.host_config["Runtime"].as_str().unwrap_or_default() {
             "runc" => which("runc").map(|p| pb::Runtime {
@@ -855,6 +942,7 @@ impl Engine {
             }
             seen = now;
         }
+        self.endpoints_down(id).await;
         if rec.auto_remove() {
             // The removal cleans the task up too, after the container is gone from the API.
             let _ = self.remove(id, true).await;
@@ -1206,6 +1294,7 @@ impl Engine {
             })
             .await;
         }
+        self.endpoints_down(&rec.id).await;
         // Gone from the API at once, and durably: the container's directory becomes a
         // tombstone (one rename) in the same critical section, so a record can no longer be
         // written there and a crash from here on finishes the removal at the next start. The
