@@ -63,8 +63,12 @@ fn main() -> Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(format!("warn,berth_engine={}", args.log_level))
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_new(format!(
+                // netlink-packet-route warns at every link dump of a newer kernel than it knows.
+                "warn,netlink_packet_route=error,berth_engine={}",
+                args.log_level
+            ))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();

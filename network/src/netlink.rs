@@ -141,7 +141,15 @@ impl Netlink {
 
     /// Adds `ip/prefix` to a link (already there is fine).
     pub async fn add_address(&self, index: u32, ip: IpAddr, prefix: u8) -> Result<()> {
-        match self.handle.address().add(index, ip, prefix).execute().await {
+        let mut req = self.handle.address().add(index, ip, prefix);
+        if ip.is_ipv6() {
+            // No duplicate address detection: the address is usable at once (as dockerd).
+            use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match req.execute().await {
             Err(e) if !exists(&e) => Err(nl(format!("add {ip}/{prefix} to link {index}"))(e)),
             _ => Ok(()),
         }

@@ -86,7 +86,9 @@ impl Network {
             return Some(g);
         }
         let net: ipnet::IpNet = c.subnet.parse().ok()?;
-        net.hosts().next().filter(|h| net.contains(h))
+        berth_network::Allocator::new(net, None, None)
+            .ok()
+            .map(|a| a.gateway())
     }
     /// `com.docker.network.bridge.enable_icc` (true unless "false").
     pub fn icc(&self) -> bool {
