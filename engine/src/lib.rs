@@ -47,6 +47,12 @@ pub struct Config {
     pub registry: berth_registry::RegistryConfig,
     /// TLS for `tcp://` hosts (`--tls`, `--tlsverify`); `None`: off.
     pub tls: Option<api::listen::TlsSettings>,
+    /// The default bridge's interface (`--bridge`).
+    pub bridge: String,
+    /// The default bridge's gateway and subnet (`--bip`).
+    pub bip: Option<String>,
+    /// The nftables table of this daemon's rules (`--nft-table`).
+    pub nft_table: String,
 }
 
 /// An exec instance (`/containers/{id}/exec`).

@@ -36,6 +36,16 @@ struct Args {
     /// Accepted for dockerd compatibility: berth always keeps containers across restarts.
     #[arg(long)]
     live_restore: bool,
+    /// The default bridge network's interface (dockerd's `--bridge`, docker0 there).
+    #[arg(short = 'b', long = "bridge")]
+    bridge: Option<String>,
+    /// The default bridge's address and subnet, e.g. 172.30.0.1/16 (dockerd's `--bip`); from
+    /// the default pools when not given.
+    #[arg(long)]
+    bip: Option<String>,
+    /// The nftables table (family inet) that holds berthd's rules: one per daemon.
+    #[arg(long = "nft-table")]
+    nft_table: Option<String>,
     /// Registry spoken to over plain HTTP (or HTTPS without verification): host[:port] or CIDR.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
@@ -119,6 +129,19 @@ fn main() -> Result<()> {
             .unwrap_or(2),
         registry,
         tls,
+        bridge: args
+            .bridge
+            .clone()
+            .or_else(|| file["bridge"].as_str().map(str::to_string))
+            .unwrap_or_else(|| berth_engine::network::DEFAULT_BRIDGE.into()),
+        bip: args
+            .bip
+            .clone()
+            .or_else(|| file["bip"].as_str().map(str::to_string)),
+        nft_table: args
+            .nft_table
+            .clone()
+            .unwrap_or_else(|| berth_network::firewall::TABLE.into()),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

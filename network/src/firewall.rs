@@ -25,7 +25,7 @@ use nftables::schema::{Chain, NfListObject, Rule, Table};
 use nftables::stmt::{JumpTarget, Match, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-/// The table's name (family `inet`).
+/// The table's default name (family `inet`); each daemon has one of its own.
 pub const TABLE: &str = "berth";
 
 /// A bridge network's rules.
@@ -174,13 +174,14 @@ fn ct_has(key: &'static str, values: &[&'static str]) -> Statement<'static> {
 
 struct Builder {
     batch: Batch<'static>,
+    table: String,
 }
 
 impl Builder {
     fn chain(&mut self, name: &'static str, hook: Option<(NfChainType, NfHook, i32)>) {
         let mut c = Chain {
             family: NfFamily::INet,
-            table: TABLE.into(),
+            table: self.table.clone().into(),
             name: name.into(),
             ..Default::default()
         };
@@ -196,7 +197,7 @@ impl Builder {
     fn rule(&mut self, chain: &'static str, expr: Vec<Statement<'static>>) {
         self.batch.add(NfListObject::Rule(Rule {
             family: NfFamily::INet,
-            table: TABLE.into(),
+            table: self.table.clone().into(),
             chain: chain.into(),
             expr: expr.into(),
             ..Default::default()
@@ -204,23 +205,24 @@ impl Builder {
     }
 }
 
-fn table() -> NfListObject<'static> {
+fn table(name: &str) -> NfListObject<'static> {
     NfListObject::Table(Table {
         family: NfFamily::INet,
-        name: TABLE.into(),
+        name: name.to_string().into(),
         ..Default::default()
     })
 }
 
-/// The transaction that replaces the table with `rs` (made first if missing, so its
+/// The transaction that replaces the table `name` with `rs` (made first if missing, so its
 /// deletion cannot fail).
-pub fn build(rs: &Ruleset) -> nftables::schema::Nftables<'static> {
+pub fn build(name: &str, rs: &Ruleset) -> nftables::schema::Nftables<'static> {
     let mut b = Builder {
         batch: Batch::new(),
+        table: name.to_string(),
     };
-    b.batch.add(table());
-    b.batch.delete(table());
-    b.batch.add(table());
+    b.batch.add(table(name));
+    b.batch.delete(table(name));
+    b.batch.add(table(name));
     // Hook priorities: dstnat -100, filter 0, srcnat 100.
     b.chain(
         "prerouting",
@@ -386,19 +388,19 @@ pub fn build(rs: &Ruleset) -> nftables::schema::Nftables<'static> {
     b.batch.to_nftables()
 }
 
-/// Replaces berth's table with `rs`.
-pub async fn apply(rs: &Ruleset) -> Result<(), FirewallError> {
-    let ruleset = build(rs);
+/// Replaces the table `name` with `rs`.
+pub async fn apply(name: &str, rs: &Ruleset) -> Result<(), FirewallError> {
+    let ruleset = build(name, rs);
     nftables::helper::apply_ruleset_async(&ruleset)
         .await
         .map_err(|e| FirewallError::Nft(nft_message(e)))
 }
 
-/// Removes berth's table (when it has nothing left to hold).
-pub async fn remove() -> Result<(), FirewallError> {
+/// Removes the table `name`.
+pub async fn remove(name: &str) -> Result<(), FirewallError> {
     let mut b = Batch::new();
-    b.add(table());
-    b.delete(table());
+    b.add(table(name));
+    b.delete(table(name));
     nftables::helper::apply_ruleset_async(&b.to_nftables())
         .await
         .map_err(|e| FirewallError::Nft(nft_message(e)))
@@ -442,7 +444,7 @@ mod tests {
                 ctr_port: 80,
             }],
         };
-        let json = serde_json::to_value(build(&rs)).unwrap();
+        let json = serde_json::to_value(build(TABLE, &rs)).unwrap();
         let objs = json["nftables"].as_array().unwrap();
         for o in objs {
             let inner = o.as_object().unwrap().values().next().unwrap();

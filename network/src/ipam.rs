@@ -275,6 +275,20 @@ fn first_host(n: &IpNet) -> Option<IpAddr> {
     n.contains(&ip).then_some(ip)
 }
 
+/// A host-wide lock held while a subnet is chosen and its bridge made, so two daemons on one
+/// host (or two test daemons) never take the same subnet; released when dropped.
+pub fn pool_lock() -> std::io::Result<std::fs::File> {
+    let dir = std::path::Path::new("/run/lock");
+    std::fs::create_dir_all(dir)?;
+    let f = std::fs::File::create(dir.join("berth-network.lock"))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own; it is released when the file closes.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

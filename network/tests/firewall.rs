@@ -123,22 +123,25 @@ async fn published_port_and_embedded_dns() {
             .unwrap(),
     );
     let port = 20000 + (tag % 20000) as u16;
-    firewall::apply(&Ruleset {
-        bridges: vec![BridgeRules {
-            bridge: cleanup.bridge.clone(),
-            subnets: vec!["10.99.0.0/24".parse().unwrap()],
-            internal: false,
-            masquerade: true,
-            icc: true,
-        }],
-        ports: vec![PortMap {
-            proto: Proto::Tcp,
-            host_ip: None,
-            host_port: port,
-            ctr_ip: "10.99.0.2".parse().unwrap(),
-            ctr_port: 80,
-        }],
-    })
+    firewall::apply(
+        firewall::TABLE,
+        &Ruleset {
+            bridges: vec![BridgeRules {
+                bridge: cleanup.bridge.clone(),
+                subnets: vec!["10.99.0.0/24".parse().unwrap()],
+                internal: false,
+                masquerade: true,
+                icc: true,
+            }],
+            ports: vec![PortMap {
+                proto: Proto::Tcp,
+                host_ip: None,
+                host_port: port,
+                ctr_ip: "10.99.0.2".parse().unwrap(),
+                ctr_port: 80,
+            }],
+        },
+    )
     .await
     .unwrap();
     let listed = Command::new("nft")
@@ -180,7 +183,7 @@ async fn published_port_and_embedded_dns() {
     );
     server.stop();
 
-    firewall::remove().await.unwrap();
+    firewall::remove(firewall::TABLE).await.unwrap();
     let tables = Command::new("nft")
         .args(["list", "tables"])
         .output()

@@ -102,6 +102,12 @@ impl CliEnv {
                     .arg(dir.path().join("exec"))
                     .arg("-H")
                     .arg(format!("unix://{}", sock.display()));
+                // A default bridge and an nftables table of this daemon's own.
+                let (bridge, table) = net_names();
+                cmd.arg("--bridge")
+                    .arg(&bridge)
+                    .arg("--nft-table")
+                    .arg(&table);
                 let mut tcp = None;
                 if tls {
                     let certs = dir.path().join("certs");
@@ -331,6 +337,9 @@ impl CliEnv {
             let pid = nix::unistd::Pid::from_raw(pid);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         }
+        if let Some(r) = &self.respawn {
+            remove_daemon_network(r, &self.dir.path().join("data"));
+        }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut under: Vec<&str> = mounts
             .lines()
@@ -342,6 +351,67 @@ impl CliEnv {
             let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+/// A bridge name and an nftables table name for one test daemon (unique on the host).
+pub fn net_names() -> (String, String) {
+    let tag = crate::unique_id("n")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>();
+    let tag = format!(
+        "{:x}{}",
+        std::process::id(),
+        &tag[tag.len().saturating_sub(6)..]
+    );
+    let tag: String = tag.chars().rev().take(12).collect();
+    (format!("bt{tag}"), format!("berth_{tag}"))
+}
+
+/// Removes what a stopped test daemon leaves on the host: the bridges of its networks (read
+/// from its records under `data_root/network`) and its nftables table.
+pub fn remove_daemon_network_of(bridge_hint: Option<&str>, table: Option<&str>, data_root: &Path) {
+    let mut bridges: Vec<String> = bridge_hint.map(str::to_string).into_iter().collect();
+    for e in std::fs::read_dir(data_root.join("network"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let v: serde_json::Value = std::fs::read(e.path())
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or_default();
+        if let Some(b) = v["bridge"].as_str().filter(|b| !b.is_empty()) {
+            bridges.push(b.to_string());
+        }
+    }
+    for b in bridges {
+        let _ = Command::new("ip")
+            .args(["link", "del", &b])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    if let Some(t) = table {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", t])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn remove_daemon_network(r: &Respawn, data_root: &Path) {
+    let flag = |name: &str| {
+        r.args
+            .iter()
+            .position(|a| a == name)
+            .and_then(|i| r.args.get(i + 1))
+            .map(|a| a.to_string_lossy().into_owned())
+    };
+    remove_daemon_network_of(
+        flag("--bridge").as_deref(),
+        flag("--nft-table").as_deref(),
+        data_root,
+    );
 }
 
 /// Pids of processes with a command-line argument under `dir` (our supervisor and shims).

@@ -408,6 +408,7 @@ fn registry_endpoints_answer_with_dockers_statuses_and_prune_frees_the_disk() {
 struct OwnDaemon {
     dir: tempfile::TempDir,
     _daemon: berth_tests::daemon::Daemon,
+    net: (String, String),
 }
 
 impl OwnDaemon {
@@ -430,6 +431,11 @@ impl OwnDaemon {
             .arg("-H")
             .arg(format!("unix://{}", sock.display()))
             .args(flags);
+        let net = berth_tests::cli::net_names();
+        cmd.arg("--bridge")
+            .arg(&net.0)
+            .arg("--nft-table")
+            .arg(&net.1);
         if let Some(bin) = berthd.parent() {
             let path = std::env::var("PATH").unwrap_or_default();
             cmd.env("PATH", format!("{}:{path}", bin.display()));
@@ -443,6 +449,7 @@ impl OwnDaemon {
         OwnDaemon {
             dir,
             _daemon: daemon,
+            net,
         }
     }
 
@@ -479,6 +486,11 @@ impl Drop for OwnDaemon {
                 nix::sys::signal::Signal::SIGTERM,
             );
         }
+        berth_tests::cli::remove_daemon_network_of(
+            Some(&self.net.0),
+            Some(&self.net.1),
+            &self.dir.path().join("data"),
+        );
     }
 }
 

@@ -14,7 +14,7 @@ use berth_network::netlink::Netlink;
 use berth_network::netns;
 use serde_json::Value;
 
-use super::{Endpoint, IpamConf, Network, PortBinding, DEFAULT_BRIDGE};
+use super::{Endpoint, IpamConf, Network, PortBinding};
 use crate::container::Record;
 use crate::error::{ApiError, ApiResult};
 use crate::Engine;
@@ -259,30 +259,53 @@ impl Engine {
                 bridge: String::new(),
                 mtu: None,
             };
+            let mut _lock = None;
             if name == "bridge" {
-                let in_use: Vec<ipnet::IpNet> = nets.iter().flat_map(|n| n.subnets()).collect();
-                let routes = ipam::host_routes();
-                match ipam::pick_subnet(&ipam::default_pools(), &in_use, &routes) {
-                    Ok(subnet) => n.ipam.push(IpamConf {
-                        subnet: subnet.to_string(),
-                        gateway: String::new(),
-                        ip_range: String::new(),
-                    }),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no subnet for the default bridge");
-                        continue;
+                n.bridge = self.config.bridge.clone();
+                match &self.config.bip {
+                    // --bip: the gateway's address with the subnet's length.
+                    Some(bip) => match bip.parse::<ipnet::IpNet>() {
+                        Ok(net) => n.ipam.push(IpamConf {
+                            subnet: net.trunc().to_string(),
+                            gateway: net.addr().to_string(),
+                            ip_range: String::new(),
+                        }),
+                        Err(e) => {
+                            tracing::warn!(bip = %bip, error = %e, "invalid --bip");
+                            continue;
+                        }
+                    },
+                    None => {
+                        _lock = ipam::pool_lock().ok();
+                        let in_use: Vec<ipnet::IpNet> =
+                            nets.iter().flat_map(|n| n.subnets()).collect();
+                        let routes = ipam::host_routes();
+                        match ipam::pick_subnet(&ipam::default_pools(), &in_use, &routes) {
+                            Ok(subnet) => n.ipam.push(IpamConf {
+                                subnet: subnet.to_string(),
+                                gateway: String::new(),
+                                ip_range: String::new(),
+                            }),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "no subnet for the default bridge");
+                                continue;
+                            }
+                        }
                     }
                 }
-                n.bridge = DEFAULT_BRIDGE.into();
                 for (k, v) in [
                     ("com.docker.network.bridge.default_bridge", "true"),
                     ("com.docker.network.bridge.enable_icc", "true"),
                     ("com.docker.network.bridge.enable_ip_masquerade", "true"),
                     ("com.docker.network.bridge.host_binding_ipv4", "0.0.0.0"),
-                    ("com.docker.network.bridge.name", DEFAULT_BRIDGE),
+                    ("com.docker.network.bridge.name", &self.config.bridge),
                     ("com.docker.network.driver.mtu", "1500"),
                 ] {
-                    n.options.insert(k.into(), v.into());
+                    n.options.insert(k.into(), v.to_string());
+                }
+                // Made while the pool is locked, so the next daemon sees its route.
+                if let Err(e) = self.bridge_up(&n).await {
+                    tracing::warn!(error = %e, "bring the default bridge up");
                 }
             }
             if let Err(e) = self.save_network(&n) {
@@ -369,7 +392,9 @@ impl Engine {
                 });
             }
         }
-        firewall::apply(&rs).await.map_err(internal)
+        firewall::apply(&self.config.nft_table, &rs)
+            .await
+            .map_err(internal)
     }
 
     // ---- networks ------------------------------------------------------------------------
@@ -450,6 +475,8 @@ impl Engine {
         // Subnets: as given (not overlapping another network), else one from the default
         // pool that overlaps neither another network nor a route of the host.
         let mut ipam_conf: Vec<IpamConf> = Vec::new();
+        // Held until the bridge (and its route) exists.
+        let _lock = ipam::pool_lock().map_err(internal)?;
         let in_use = self.in_use_subnets(None);
         for c in &req.ipam {
             if c.subnet.is_empty() {
@@ -491,7 +518,7 @@ impl Engine {
                         "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
                     )
                 })?;
-            let gateway = ipam::Allocator::new(subnet.into(), None, None)
+            let gateway = ipam::Allocator::new(subnet, None, None)
                 .map(|a| a.gateway().to_string())
                 .unwrap_or_default();
             ipam_conf.insert(
@@ -789,7 +816,7 @@ impl Engine {
             if let Some(e) = err.filter(|_| got4.is_none()) {
                 release(allocs, got6);
                 return Err(match e {
-                    IpamError::InUse => forbidden(format!("Address already in use")),
+                    IpamError::InUse => forbidden("Address already in use"),
                     other => ipam_error(other),
                 });
             }
