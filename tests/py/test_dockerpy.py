@@ -435,8 +435,98 @@ def restart_policy_and_health():
     h.remove(force=True)
 
 
+def networks_ports_and_names():
+    """networks.create/get/list/connect/disconnect/prune, ports= published and read back,
+    names resolved on a user network, dockerd's errors typed."""
+    import urllib.request
+
+    net = client.networks.create(
+        name("net"), driver="bridge", labels=LABELS,
+        ipam=docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet="10.232.9.0/24", gateway="10.232.9.1")]
+        ),
+    )
+    eq(client.networks.get(net.id).name, name("net"), "networks.get")
+    eq([n.name for n in client.networks.list(names=[name("net")])], [name("net")], "list by name")
+    eq(
+        [n.name for n in client.networks.list(filters={"label": f"berth-dockerpy={PREFIX}"})],
+        [name("net")],
+        "list by label",
+    )
+    try:
+        client.networks.create(name("net2"), ipam=docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet="10.232.9.128/25")]))
+        raise AssertionError("an overlapping subnet was accepted")
+    except docker.errors.APIError as e:
+        eq(e.status_code, 403, "overlap status")
+    try:
+        client.networks.get("no-such-net")
+        raise AssertionError("a missing network was found")
+    except docker.errors.NotFound:
+        pass
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    web = run_detached(
+        "netweb",
+        ["sh", "-c", "mkdir /w && echo from-py > /w/index.html && exec httpd -f -p 80 -h /w"],
+        network=name("net"),
+        ports={"80/tcp": port},
+    )
+    web.reload()
+    eq(web.ports, {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}, "ports")
+    eq(
+        web.attrs["NetworkSettings"]["Networks"][name("net")]["IPAddress"].startswith("10.232.9."),
+        True,
+        "address on the network",
+    )
+    body = wait_for(
+        "published port",
+        lambda: _get(f"http://127.0.0.1:{port}/"),
+    )
+    eq(body, b"from-py\n", "published port body")
+    out = client.containers.run(
+        IMAGE, ["sh", "-c", f"timeout 5 wget -q -O - http://{name('netweb')}/"],
+        network=name("net"), remove=True, labels=LABELS,
+    )
+    eq(out, b"from-py\n", "by name on the network")
+
+    other = run_detached("netother", ["sleep", "300"])
+    net.connect(other, aliases=["pyalias"])
+    net.reload()
+    eq(sorted(c.name for c in net.containers), sorted([name("netweb"), name("netother")]), "members")
+    out = web.exec_run(["nslookup", "pyalias"]).output.decode()
+    if "10.232.9." not in out:
+        raise AssertionError(f"alias not resolved: {out}")
+    net.disconnect(other)
+    net.reload()
+    eq([c.name for c in net.containers], [name("netweb")], "after disconnect")
+    try:
+        net.remove()
+        raise AssertionError("a network in use was removed")
+    except docker.errors.APIError as e:
+        eq(e.status_code, 403, "remove in use")
+    web.remove(force=True)
+    other.remove(force=True)
+    pruned = client.networks.prune(filters={"label": f"berth-dockerpy={PREFIX}"})
+    eq(pruned["NetworksDeleted"], [name("net")], "prune")
+
+
+def _get(url):
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=3) as r:
+            return r.read()
+    except OSError:
+        return None
+
+
 for fn in (
     system_version_ping_info,
+    networks_ports_and_names,
     create_options_take_effect,
     archive_diff_commit_update,
     restart_policy_and_health,

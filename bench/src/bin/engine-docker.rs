@@ -58,9 +58,12 @@ struct Args {
     /// docker CLI used for the end-to-end runs (against both daemons).
     #[arg(long, default_value = "docker")]
     docker: PathBuf,
-    /// Sections to run, comma-separated: run, exec, memory, logs, cp, commit, seccomp.
-    #[arg(long, default_value = "run,exec,memory,logs,cp,commit,seccomp")]
+    /// Sections to run, comma-separated: run, exec, memory, logs, cp, commit, seccomp, net.
+    #[arg(long, default_value = "run,exec,memory,logs,cp,commit,seccomp,net")]
     only: String,
+    /// MiB moved per transfer in the net section.
+    #[arg(long, default_value_t = 256)]
+    net_mib: usize,
     /// `docker cp` data set: this many files...
     #[arg(long, default_value_t = 1000)]
     cp_files: usize,
@@ -82,6 +85,9 @@ impl Args {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(120);
+/// berthd's default bridge and nftables table in the benchmark.
+const BENCH_BRIDGE: &str = "bbench0";
+const BENCH_TABLE: &str = "berth_bench";
 const IMAGE: &str = "benchbox:latest";
 
 /// One engine under measurement.
@@ -124,9 +130,10 @@ fn main() -> Result<()> {
     let dir = tempfile::Builder::new().prefix("bed-").tempdir_in("/tmp")?;
     let layer = berth_tests::tarball::Layer::busybox()?;
 
+    let had_docker0 = Path::new("/sys/class/net/docker0").exists();
     let mut engines = [
         Engine::berth(dir.path(), &berthd)?,
-        Engine::docker(dir.path(), &args.dockerd)?,
+        Engine::docker(dir.path(), &args.dockerd, args.wants("net"))?,
     ];
     for e in &mut engines {
         rt.block_on(e.connect())?;
@@ -137,6 +144,21 @@ fn main() -> Result<()> {
     for e in &mut engines {
         rt.block_on(e.remove_all());
     }
+    for e in &engines {
+        let _ = docker_cmd(&args, e).args(["network", "rm", "benchnet"]).output();
+    }
+    drop(engines);
+    // The bridges and the table the two daemons made.
+    let mut links = vec![BENCH_BRIDGE];
+    if !had_docker0 {
+        links.push("docker0");
+    }
+    for l in links {
+        let _ = Command::new("ip").args(["link", "del", l]).output();
+    }
+    let _ = Command::new("nft")
+        .args(["delete", "table", "inet", BENCH_TABLE])
+        .output();
     result
 }
 
@@ -161,6 +183,9 @@ async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
     }
     if args.wants("seccomp") {
         measure_seccomp(args, &engines[0])?;
+    }
+    if args.wants("net") {
+        measure_net(args, engines)?;
     }
     Ok(())
 }
@@ -458,6 +483,166 @@ fn row(title: &str, name: &str, t: &[Duration]) {
 /// The ratio of two medians.
 fn median_ratio(a: &[Duration], b: &[Duration]) -> f64 {
     percentile(a, 50.0).as_secs_f64() / percentile(b, 50.0).as_secs_f64()
+}
+
+/// `docker <argv>` that must succeed; its stdout.
+fn docker_out(args: &Args, e: &Engine, argv: &[&str]) -> Result<String> {
+    let out = docker_cmd(args, e)
+        .args(argv)
+        .output()
+        .with_context(|| format!("{}: docker {argv:?}", e.name))?;
+    if !out.status.success() {
+        bail!(
+            "{}: docker {argv:?}: {}",
+            e.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// busybox `time`'s "real 0m 1.23s" in seconds.
+fn busybox_real(text: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.trim_start().starts_with("real"))?;
+    let v = line.trim_start().trim_start_matches("real").trim();
+    let (m, s) = v.split_once('m')?;
+    Some(m.trim().parse::<f64>().ok()? * 60.0 + s.trim().trim_end_matches('s').parse::<f64>().ok()?)
+}
+
+/// Throughput rows (higher is better): median MB/s per engine and berth's ratio.
+fn report_rate(title: &str, engines: &[Engine; 2], rates: &[Vec<f64>; 2], unit: &str, target: &str) {
+    let med = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    for (e, r) in engines.iter().zip(rates.iter()) {
+        println!("{title:<34} {:<8} {:>10.1} {unit}", e.name, med(r));
+    }
+    let ratio = med(&rates[0]) / med(&rates[1]).max(f64::MIN_POSITIVE);
+    println!("{title:<34} berth/docker {ratio:.2}x ({target})");
+}
+
+/// Networking: `run --rm` on the default bridge, a published port's throughput from the
+/// host through 127.0.0.1 (a big file with curl, small requests with wrk), container to
+/// container on a user network, and name lookups through the embedded DNS.
+fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
+    let mut times = [Vec::new(), Vec::new()];
+    for i in 0..args.warmup + args.runs {
+        for k in 0..2 {
+            let e = (i + k) % 2;
+            let t = docker_timed(args, &engines[e], &["run", "--rm", IMAGE, "true"])?;
+            if i >= args.warmup {
+                times[e].push(t);
+            }
+        }
+    }
+    println!("networking (median / p90 / min)");
+    report("run --rm (default bridge)", engines, &times, "target <= 0.40x");
+
+    let mib = args.net_mib.to_string();
+    let serve = format!(
+        "dd if=/dev/zero of=/www/big bs=1M count={mib} 2>/dev/null && echo ok > /www/index.html && exec httpd -f -p 80 -h /www"
+    );
+    let tmpfs = format!("/www:size={}m", args.net_mib + 16);
+    let mut ports = Vec::new();
+    for e in engines {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        docker_out(
+            args,
+            e,
+            &["run", "-d", "--name", "netweb", "-p", &format!("{port}:80"), "--tmpfs", &tmpfs, IMAGE, "sh", "-c", &serve],
+        )?;
+        ports.push(port);
+    }
+    let curl = |url: &str, what: &str| -> Result<String> {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "60", "-o", "/dev/null", "-w", what, url])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    for port in &ports {
+        let deadline = Instant::now() + TIMEOUT;
+        while curl(&format!("http://127.0.0.1:{port}/index.html"), "%{http_code}")? != "200" {
+            if Instant::now() > deadline {
+                bail!("published port {port} never answered");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let mut rates = [Vec::new(), Vec::new()];
+    for _ in 0..args.rounds {
+        for (k, port) in ports.iter().enumerate() {
+            let bps: f64 = curl(&format!("http://127.0.0.1:{port}/big"), "%{speed_download}")?
+                .trim()
+                .parse()
+                .unwrap_or(0.0);
+            rates[k].push(bps / 1e6);
+        }
+    }
+    report_rate("published port 127.0.0.1, curl", engines, &rates, "MB/s", "target >= 2x");
+    if Path::new("/usr/bin/wrk").exists() {
+        let mut rps = [Vec::new(), Vec::new()];
+        for _ in 0..3 {
+            for (k, port) in ports.iter().enumerate() {
+                let out = Command::new("wrk")
+                    .args(["-t2", "-c16", "-d3s", &format!("http://127.0.0.1:{port}/index.html")])
+                    .output()?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let v = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Requests/sec:"))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                rps[k].push(v);
+            }
+        }
+        report_rate("published port 127.0.0.1, wrk", engines, &rps, "req/s", "target >= 2x");
+    }
+
+    // Container to container on one user network, and lookups through the embedded DNS.
+    for e in engines {
+        docker_out(args, e, &["network", "create", "benchnet"])?;
+        docker_out(
+            args,
+            e,
+            &["run", "-d", "--name", "netsrv", "--network", "benchnet", "--tmpfs", &tmpfs, IMAGE, "sh", "-c", &serve],
+        )?;
+        docker_out(args, e, &["run", "-d", "--name", "netcli", "--network", "benchnet", IMAGE, "sleep", "3600"])?;
+        let deadline = Instant::now() + TIMEOUT;
+        while docker_out(args, e, &["exec", "netcli", "wget", "-q", "-O", "/dev/null", "http://netsrv/index.html"]).is_err() {
+            if Instant::now() > deadline {
+                bail!("{}: netsrv never answered", e.name);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let mut c2c = [Vec::new(), Vec::new()];
+    let mut dns = [Vec::new(), Vec::new()];
+    let lookups = 200;
+    for _ in 0..args.rounds {
+        for (k, e) in engines.iter().enumerate() {
+            let out = docker_cmd(args, e)
+                .args(["exec", "netcli", "sh", "-c", "time wget -q -O /dev/null http://netsrv/big"])
+                .output()?;
+            if let Some(secs) = busybox_real(&String::from_utf8_lossy(&out.stderr)) {
+                c2c[k].push(args.net_mib as f64 * 1.048_576 / secs.max(0.001));
+            }
+            let script = format!(
+                "time sh -c 'i=0; while [ $i -lt {lookups} ]; do nslookup netsrv >/dev/null || exit 1; i=$((i+1)); done'"
+            );
+            let out = docker_cmd(args, e).args(["exec", "netcli", "sh", "-c", &script]).output()?;
+            if !out.status.success() {
+                bail!("{}: lookups failed: {}", e.name, String::from_utf8_lossy(&out.stderr));
+            }
+            if let Some(secs) = busybox_real(&String::from_utf8_lossy(&out.stderr)) {
+                dns[k].push(Duration::from_secs_f64(secs / lookups as f64));
+            }
+        }
+    }
+    report_rate("container to container, wget", engines, &c2c, "MB/s", "target >= 1.0x");
+    report("DNS lookup (nslookup, each)", engines, &dns, "target <= 1.0x");
+    Ok(())
 }
 
 /// `docker cp` of a directory of `--cp-files` files into and out of a running container.
@@ -805,6 +990,8 @@ impl Engine {
             .arg(format!("unix://{}", dir.join("api.sock").display()))
             .arg("--pidfile")
             .arg(dir.join("berthd.pid"))
+            .args(["--bridge", BENCH_BRIDGE, "--bip", "172.31.251.1/24"])
+            .args(["--nft-table", BENCH_TABLE])
             .args(["--log-level", "warn"]);
         let mut daemon = Daemon::spawn("berthd", cmd, dir.join("berthd.log"))?;
         daemon.wait_for_unix_socket(&dir.join("api.sock"), TIMEOUT)?;
@@ -820,7 +1007,10 @@ impl Engine {
         })
     }
 
-    fn docker(base: &Path, dockerd: &Path) -> Result<Engine> {
+    /// dockerd without iptables rules (nothing of the host's firewall is touched); with a
+    /// default bridge of its own only for the net section (its published ports then go
+    /// through docker-proxy, its userland proxy).
+    fn docker(base: &Path, dockerd: &Path, bridge: bool) -> Result<Engine> {
         let dir = base.join("docker");
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("daemon.json"), "{}")?;
@@ -836,7 +1026,12 @@ impl Engine {
             .arg(dir.join("dockerd.pid"))
             .arg("--config-file")
             .arg(dir.join("daemon.json"))
-            .args(["--bridge", "none", "--iptables=false", "--ip-masq=false"])
+            .args(if bridge {
+                ["--bip", "172.31.250.1/24"]
+            } else {
+                ["--bridge", "none"]
+            })
+            .args(["--iptables=false", "--ip-masq=false"])
             .args(["--log-level", "warn"]);
         let mut daemon = Daemon::spawn("dockerd", cmd, dir.join("dockerd.log"))?;
         daemon.wait_for_unix_socket(&dir.join("api.sock"), TIMEOUT)?;
