@@ -17,6 +17,8 @@ use berth_network::{dns, netlink::Netlink, netns};
 
 struct Cleanup {
     bridge: String,
+    /// A table of the test's own (a berthd on the host keeps its `berth`).
+    table: String,
     ns: PathBuf,
     httpd: Option<Child>,
 }
@@ -32,7 +34,7 @@ impl Drop for Cleanup {
             .status();
         let _ = netns::remove(&self.ns);
         let _ = Command::new("nft")
-            .args(["delete", "table", "inet", firewall::TABLE])
+            .args(["delete", "table", "inet", &self.table])
             .stderr(Stdio::null())
             .status();
     }
@@ -78,6 +80,7 @@ async fn published_port_and_embedded_dns() {
     std::fs::write(www.join("index.html"), "hello through dnat\n").unwrap();
     let mut cleanup = Cleanup {
         bridge: format!("brfw{tag}"),
+        table: format!("berth_fwtest{tag}"),
         ns: dir.join("ns"),
         httpd: None,
     };
@@ -124,7 +127,7 @@ async fn published_port_and_embedded_dns() {
     );
     let port = 20000 + (tag % 20000) as u16;
     firewall::apply(
-        firewall::TABLE,
+        &cleanup.table,
         &Ruleset {
             bridges: vec![BridgeRules {
                 bridge: cleanup.bridge.clone(),
@@ -145,7 +148,7 @@ async fn published_port_and_embedded_dns() {
     .await
     .unwrap();
     let listed = Command::new("nft")
-        .args(["list", "table", "inet", "berth"])
+        .args(["list", "table", "inet", &cleanup.table])
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout);
@@ -183,11 +186,11 @@ async fn published_port_and_embedded_dns() {
     );
     server.stop();
 
-    firewall::remove(firewall::TABLE).await.unwrap();
+    firewall::remove(&cleanup.table).await.unwrap();
     let tables = Command::new("nft")
         .args(["list", "tables"])
         .output()
         .unwrap();
-    assert!(!String::from_utf8_lossy(&tables.stdout).contains("inet berth"));
+    assert!(!String::from_utf8_lossy(&tables.stdout).contains(&cleanup.table));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -145,7 +145,9 @@ fn main() -> Result<()> {
         rt.block_on(e.remove_all());
     }
     for e in &engines {
-        let _ = docker_cmd(&args, e).args(["network", "rm", "benchnet"]).output();
+        let _ = docker_cmd(&args, e)
+            .args(["network", "rm", "benchnet"])
+            .output();
     }
     drop(engines);
     // The bridges and the table the two daemons made.
@@ -506,11 +508,20 @@ fn busybox_real(text: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.trim_start().starts_with("real"))?;
     let v = line.trim_start().trim_start_matches("real").trim();
     let (m, s) = v.split_once('m')?;
-    Some(m.trim().parse::<f64>().ok()? * 60.0 + s.trim().trim_end_matches('s').parse::<f64>().ok()?)
+    Some(
+        m.trim().parse::<f64>().ok()? * 60.0
+            + s.trim().trim_end_matches('s').parse::<f64>().ok()?,
+    )
 }
 
 /// Throughput rows (higher is better): median MB/s per engine and berth's ratio.
-fn report_rate(title: &str, engines: &[Engine; 2], rates: &[Vec<f64>; 2], unit: &str, target: &str) {
+fn report_rate(
+    title: &str,
+    engines: &[Engine; 2],
+    rates: &[Vec<f64>; 2],
+    unit: &str,
+    target: &str,
+) {
     let med = |v: &[f64]| {
         let mut v = v.to_vec();
         v.sort_by(|a, b| a.total_cmp(b));
@@ -538,7 +549,12 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
         }
     }
     println!("networking (median / p90 / min)");
-    report("run --rm (default bridge)", engines, &times, "target <= 0.40x");
+    report(
+        "run --rm (default bridge)",
+        engines,
+        &times,
+        "target <= 0.40x",
+    );
 
     let mib = args.net_mib.to_string();
     let serve = format!(
@@ -547,11 +563,26 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
     let tmpfs = format!("/www:size={}m", args.net_mib + 16);
     let mut ports = Vec::new();
     for e in engines {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         docker_out(
             args,
             e,
-            &["run", "-d", "--name", "netweb", "-p", &format!("{port}:80"), "--tmpfs", &tmpfs, IMAGE, "sh", "-c", &serve],
+            &[
+                "run",
+                "-d",
+                "--name",
+                "netweb",
+                "-p",
+                &format!("{port}:80"),
+                "--tmpfs",
+                &tmpfs,
+                IMAGE,
+                "sh",
+                "-c",
+                &serve,
+            ],
         )?;
         ports.push(port);
     }
@@ -563,7 +594,11 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
     };
     for port in &ports {
         let deadline = Instant::now() + TIMEOUT;
-        while curl(&format!("http://127.0.0.1:{port}/index.html"), "%{http_code}")? != "200" {
+        while curl(
+            &format!("http://127.0.0.1:{port}/index.html"),
+            "%{http_code}",
+        )? != "200"
+        {
             if Instant::now() > deadline {
                 bail!("published port {port} never answered");
             }
@@ -580,13 +615,24 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
             rates[k].push(bps / 1e6);
         }
     }
-    report_rate("published port 127.0.0.1, curl", engines, &rates, "MB/s", "target >= 2x");
+    report_rate(
+        "published port 127.0.0.1, curl",
+        engines,
+        &rates,
+        "MB/s",
+        "target >= 2x",
+    );
     if Path::new("/usr/bin/wrk").exists() {
         let mut rps = [Vec::new(), Vec::new()];
         for _ in 0..3 {
             for (k, port) in ports.iter().enumerate() {
                 let out = Command::new("wrk")
-                    .args(["-t2", "-c16", "-d3s", &format!("http://127.0.0.1:{port}/index.html")])
+                    .args([
+                        "-t2",
+                        "-c16",
+                        "-d3s",
+                        &format!("http://127.0.0.1:{port}/index.html"),
+                    ])
                     .output()?;
                 let text = String::from_utf8_lossy(&out.stdout);
                 let v = text
@@ -597,7 +643,13 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
                 rps[k].push(v);
             }
         }
-        report_rate("published port 127.0.0.1, wrk", engines, &rps, "req/s", "target >= 2x");
+        report_rate(
+            "published port 127.0.0.1, wrk",
+            engines,
+            &rps,
+            "req/s",
+            "target >= 2x",
+        );
     }
 
     // Container to container on one user network, and lookups through the embedded DNS.
@@ -606,11 +658,52 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
         docker_out(
             args,
             e,
-            &["run", "-d", "--name", "netsrv", "--network", "benchnet", "--tmpfs", &tmpfs, IMAGE, "sh", "-c", &serve],
+            &[
+                "run",
+                "-d",
+                "--name",
+                "netsrv",
+                "--network",
+                "benchnet",
+                "--tmpfs",
+                &tmpfs,
+                IMAGE,
+                "sh",
+                "-c",
+                &serve,
+            ],
         )?;
-        docker_out(args, e, &["run", "-d", "--name", "netcli", "--network", "benchnet", IMAGE, "sleep", "3600"])?;
+        docker_out(
+            args,
+            e,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "netcli",
+                "--network",
+                "benchnet",
+                IMAGE,
+                "sleep",
+                "3600",
+            ],
+        )?;
         let deadline = Instant::now() + TIMEOUT;
-        while docker_out(args, e, &["exec", "netcli", "wget", "-q", "-O", "/dev/null", "http://netsrv/index.html"]).is_err() {
+        while docker_out(
+            args,
+            e,
+            &[
+                "exec",
+                "netcli",
+                "wget",
+                "-q",
+                "-O",
+                "/dev/null",
+                "http://netsrv/index.html",
+            ],
+        )
+        .is_err()
+        {
             if Instant::now() > deadline {
                 bail!("{}: netsrv never answered", e.name);
             }
@@ -623,7 +716,13 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
     for _ in 0..args.rounds {
         for (k, e) in engines.iter().enumerate() {
             let out = docker_cmd(args, e)
-                .args(["exec", "netcli", "sh", "-c", "time wget -q -O /dev/null http://netsrv/big"])
+                .args([
+                    "exec",
+                    "netcli",
+                    "sh",
+                    "-c",
+                    "time wget -q -O /dev/null http://netsrv/big",
+                ])
                 .output()?;
             if let Some(secs) = busybox_real(&String::from_utf8_lossy(&out.stderr)) {
                 c2c[k].push(args.net_mib as f64 * 1.048_576 / secs.max(0.001));
@@ -631,17 +730,34 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
             let script = format!(
                 "time sh -c 'i=0; while [ $i -lt {lookups} ]; do nslookup netsrv >/dev/null || exit 1; i=$((i+1)); done'"
             );
-            let out = docker_cmd(args, e).args(["exec", "netcli", "sh", "-c", &script]).output()?;
+            let out = docker_cmd(args, e)
+                .args(["exec", "netcli", "sh", "-c", &script])
+                .output()?;
             if !out.status.success() {
-                bail!("{}: lookups failed: {}", e.name, String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "{}: lookups failed: {}",
+                    e.name,
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             if let Some(secs) = busybox_real(&String::from_utf8_lossy(&out.stderr)) {
                 dns[k].push(Duration::from_secs_f64(secs / lookups as f64));
             }
         }
     }
-    report_rate("container to container, wget", engines, &c2c, "MB/s", "target >= 1.0x");
-    report("DNS lookup (nslookup, each)", engines, &dns, "target <= 1.0x");
+    report_rate(
+        "container to container, wget",
+        engines,
+        &c2c,
+        "MB/s",
+        "target >= 1.0x",
+    );
+    report(
+        "DNS lookup (nslookup, each)",
+        engines,
+        &dns,
+        "target <= 1.0x",
+    );
     Ok(())
 }
 
