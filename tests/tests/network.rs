@@ -92,6 +92,17 @@ fn httpd(env: &CliEnv, opts: &[&str], body: &str) -> String {
     name
 }
 
+/// GET `url` from a new container on the default bridge (busybox wget, bounded by
+/// `timeout`).
+fn wget_from_container(env: &CliEnv, url: &str) -> String {
+    ok(
+        env,
+        &[
+            "run", "--rm", IMAGE, "timeout", "5", "wget", "-q", "-O", "-", url,
+        ],
+    )
+}
+
 /// The whole nftables ruleset (each test daemon has a table of its own in it).
 fn nft_table(_env: &CliEnv) -> String {
     let out = Command::new("nft")
@@ -121,21 +132,7 @@ fn published_ports_reach_the_container_from_the_host_and_other_containers() {
             Some("hello-berth\n")
         );
         // From another container, through the host's address (hairpin).
-        let got = ok(
-            &env,
-            &[
-                "run",
-                "--rm",
-                IMAGE,
-                "timeout",
-                "5",
-                "wget",
-                "-q",
-                "-O",
-                "-",
-                &format!("http://{h}:{port}/"),
-            ],
-        );
+        let got = wget_from_container(&env, &format!("http://{h}:{port}/"));
         assert_eq!(got, "hello-berth\n");
     }
     let ruleset = nft_table(&env);
@@ -171,21 +168,7 @@ fn published_ports_reach_the_container_from_the_host_and_other_containers() {
         )
     );
     // Container to container on the default bridge, by address.
-    let got = ok(
-        &env,
-        &[
-            "run",
-            "--rm",
-            IMAGE,
-            "timeout",
-            "5",
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            &format!("http://{}/", f[0]),
-        ],
-    );
+    let got = wget_from_container(&env, &format!("http://{}/", f[0]));
     assert_eq!(got, "hello-berth\n");
     // Its /etc/hosts has its address.
     let hosts = ok(&env, &["exec", &web, "cat", "/etc/hosts"]);
@@ -265,6 +248,7 @@ fn published_ports_reach_the_container_from_the_host_and_other_containers() {
 fn user_networks_resolve_names_isolate_and_connect_live() {
     skip_unless_root!();
     let Some(env) = start() else { return };
+    let since = chrono_now();
     let n1 = unique_id("n1");
     let n2 = unique_id("n2");
     ok(&env, &["network", "create", "--label", "team=a", &n1]);
@@ -466,7 +450,22 @@ fn user_networks_resolve_names_isolate_and_connect_live() {
     );
     assert!(out.contains(ip_a.trim()), "{out}");
     let d = unique_id("d");
-    ok(&env, &["run", "-d", "--name", &d, IMAGE, "sleep", "300"]);
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &d,
+            "--mac-address",
+            "02:42:de:ad:be:ef",
+            IMAGE,
+            "sleep",
+            "300",
+        ],
+    );
+    let link = ok(&env, &["exec", &d, "ip", "link", "show", "eth0"]);
+    assert!(link.contains("link/ether 02:42:de:ad:be:ef"), "{link}");
     let out = ok(
         &env,
         &[
@@ -547,6 +546,39 @@ fn user_networks_resolve_names_isolate_and_connect_live() {
     assert!(!nft_table(&env).contains(&bridge1));
     let pruned = ok(&env, &["network", "prune", "-f"]);
     assert!(!pruned.contains("bridge"), "{pruned}");
+
+    // Docker's network events for all of it.
+    std::thread::sleep(Duration::from_millis(1100));
+    let events = ok(
+        &env,
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            "0s",
+            "--filter",
+            &format!("network={n2}"),
+            "--format",
+            "{{.Type}} {{.Action}}",
+        ],
+    );
+    for want in [
+        "network create",
+        "network connect",
+        "network disconnect",
+        "network destroy",
+    ] {
+        assert!(events.contains(want), "{want}: {events}");
+    }
+}
+
+/// Now as a unix timestamp, for `docker events --since`.
+fn chrono_now() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs().to_string())
+        .unwrap_or_default()
 }
 
 #[test]

@@ -208,17 +208,23 @@ pub(crate) async fn network_remove(State(e): S, Path(id): Path<String>) -> ApiRe
     Ok(no_content())
 }
 
+/// The body of connect and disconnect, with its `Container`.
+fn container_body(body: &Bytes) -> ApiResult<(Value, String)> {
+    let body = parse_body(body)?;
+    let container = body["Container"].as_str().unwrap_or_default().to_string();
+    if container.is_empty() {
+        return Err(ApiError::bad_request("no container specified"));
+    }
+    Ok((body, container))
+}
+
 pub(crate) async fn network_connect(
     State(e): S,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let body = parse_body(&body)?;
-    let container = body["Container"].as_str().unwrap_or_default();
-    if container.is_empty() {
-        return Err(ApiError::bad_request("no container specified"));
-    }
-    e.network_connect(&id, container, &body["EndpointConfig"])
+    let (body, container) = container_body(&body)?;
+    e.network_connect(&id, &container, &body["EndpointConfig"])
         .await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -228,12 +234,8 @@ pub(crate) async fn network_disconnect(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let body = parse_body(&body)?;
-    let container = body["Container"].as_str().unwrap_or_default();
-    if container.is_empty() {
-        return Err(ApiError::bad_request("no container specified"));
-    }
-    e.network_disconnect(&id, container, body["Force"].as_bool().unwrap_or(false))
+    let (body, container) = container_body(&body)?;
+    e.network_disconnect(&id, &container, body["Force"].as_bool().unwrap_or(false))
         .await?;
     Ok(StatusCode::OK.into_response())
 }
