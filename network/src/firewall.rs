@@ -388,12 +388,22 @@ pub fn build(name: &str, rs: &Ruleset) -> nftables::schema::Nftables<'static> {
     b.batch.to_nftables()
 }
 
-/// Replaces the table `name` with `rs`.
+/// Replaces the table `name` with `rs`. Tried again a few times: a transaction of another
+/// process (another daemon's table) committed meanwhile makes nft give up with EINTR/EBUSY.
 pub async fn apply(name: &str, rs: &Ruleset) -> Result<(), FirewallError> {
     let ruleset = build(name, rs);
-    nftables::helper::apply_ruleset_async(&ruleset)
-        .await
-        .map_err(|e| FirewallError::Nft(nft_message(e)))
+    let mut attempt = 0;
+    loop {
+        match nftables::helper::apply_ruleset_async(&ruleset).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 8 => {
+                tracing::debug!(error = %nft_message(e), attempt, "nft transaction: again");
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt.min(5))).await;
+            }
+            Err(e) => return Err(FirewallError::Nft(nft_message(e))),
+        }
+    }
 }
 
 /// Removes the table `name`.

@@ -155,49 +155,48 @@ impl Netlink {
         }
     }
 
-    /// A veth pair: `host` attached to the bridge `bridge` and up, `peer` moved into the
-    /// namespace at `ns`. Returns the host end's index.
+    /// A veth pair in one request: `host` attached to the bridge `bridge` and up, `peer` made
+    /// directly inside the namespace at `ns` (with `mac`), so nothing moves between
+    /// namespaces (a move costs the kernel an RCU grace period).
     pub async fn add_veth(
         &self,
         host: &str,
         peer: &str,
         bridge: u32,
         mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
         ns: &Path,
-    ) -> Result<u32> {
-        let mut v = LinkVeth::new(host, peer);
-        if let Some(m) = mtu {
-            v = v.mtu(m);
-        }
-        self.add(v.build(), &format!("create veth pair {host}/{peer}"))
-            .await?;
-        let host_index = self.must_index(host).await?;
-        let peer_index = self.must_index(peer).await?;
-        if let Some(m) = mtu {
-            self.set(LinkUnspec::new_with_index(peer_index).mtu(m).build(), peer)
-                .await?;
-        }
+    ) -> Result<()> {
+        use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkInfo};
+        use std::os::fd::AsRawFd;
         let ns_file = std::fs::File::open(ns).map_err(|source| NetlinkError::Io {
             what: format!("open {}", ns.display()),
             source,
         })?;
-        use std::os::fd::AsRawFd;
-        self.set(
-            LinkUnspec::new_with_index(peer_index)
-                .setns_by_fd(ns_file.as_raw_fd())
-                .build(),
-            peer,
-        )
-        .await?;
-        self.set(
-            LinkUnspec::new_with_index(host_index)
-                .controller(bridge)
-                .up()
-                .build(),
-            host,
-        )
-        .await?;
-        Ok(host_index)
+        let mut v = LinkVeth::new(host, peer).controller(bridge).up();
+        if let Some(m) = mtu {
+            v = v.mtu(m);
+        }
+        let mut msg = v.build();
+        for attr in msg.attributes.iter_mut() {
+            let LinkAttribute::LinkInfo(infos) = attr else {
+                continue;
+            };
+            for info in infos.iter_mut() {
+                if let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) = info {
+                    p.attributes
+                        .push(LinkAttribute::NetNsFd(ns_file.as_raw_fd()));
+                    if let Some(m) = mtu {
+                        p.attributes.push(LinkAttribute::Mtu(m));
+                    }
+                    if let Some(mac) = mac {
+                        p.attributes.push(LinkAttribute::Address(mac.to_vec()));
+                    }
+                }
+            }
+        }
+        self.add(msg, &format!("create veth pair {host}/{peer}"))
+            .await
     }
 
     async fn add(&self, msg: LinkMessage, what: &str) -> Result<()> {

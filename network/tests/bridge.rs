@@ -91,7 +91,7 @@ async fn bridge_veth_and_addresses_carry_traffic() {
     let br = host.ensure_bridge(&bridge, Some(1400)).await.unwrap();
     host.add_address(br, gw, subnet.prefix_len()).await.unwrap();
     host.add_address(br, gw, subnet.prefix_len()).await.unwrap();
-    host.add_veth(&host_end, &peer, br, Some(1400), &ns)
+    host.add_veth(&host_end, &peer, br, Some(1400), None, &ns)
         .await
         .unwrap();
     assert!(host.index(&peer).await.unwrap().is_none(), "the peer moved");

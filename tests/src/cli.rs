@@ -284,6 +284,13 @@ impl CliEnv {
         Ok(())
     }
 
+    /// A flag berthd was started with (`--nft-table`), for a daemon of our own.
+    pub fn daemon_flag(&self, name: &str) -> Option<String> {
+        let r = self.respawn.as_ref()?;
+        let i = r.args.iter().position(|a| a == name)?;
+        r.args.get(i + 1).map(|a| a.to_string_lossy().into_owned())
+    }
+
     /// The daemon's log so far (empty for an external daemon).
     pub fn daemon_logs(&self) -> String {
         self.daemon.as_ref().map(Daemon::logs).unwrap_or_default()
@@ -337,8 +344,8 @@ impl CliEnv {
             let pid = nix::unistd::Pid::from_raw(pid);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         }
-        if let Some(r) = &self.respawn {
-            remove_daemon_network(r, &self.dir.path().join("data"));
+        if self.respawn.is_some() {
+            remove_daemon_network(self, &self.dir.path().join("data"));
         }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut under: Vec<&str> = mounts
@@ -399,17 +406,10 @@ pub fn remove_daemon_network_of(bridge_hint: Option<&str>, table: Option<&str>, 
     }
 }
 
-fn remove_daemon_network(r: &Respawn, data_root: &Path) {
-    let flag = |name: &str| {
-        r.args
-            .iter()
-            .position(|a| a == name)
-            .and_then(|i| r.args.get(i + 1))
-            .map(|a| a.to_string_lossy().into_owned())
-    };
+fn remove_daemon_network(env: &CliEnv, data_root: &Path) {
     remove_daemon_network_of(
-        flag("--bridge").as_deref(),
-        flag("--nft-table").as_deref(),
+        env.daemon_flag("--bridge").as_deref(),
+        env.daemon_flag("--nft-table").as_deref(),
         data_root,
     );
 }

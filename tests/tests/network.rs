@@ -103,12 +103,15 @@ fn wget_from_container(env: &CliEnv, url: &str) -> String {
     )
 }
 
-/// The whole nftables ruleset (each test daemon has a table of its own in it).
-fn nft_table(_env: &CliEnv) -> String {
+/// The test daemon's nftables table (each has one of its own).
+fn nft_table(env: &CliEnv) -> String {
+    let table = env
+        .daemon_flag("--nft-table")
+        .unwrap_or_else(|| "berth".into());
     let out = Command::new("nft")
-        .args(["list", "ruleset"])
+        .args(["list", "table", "inet", &table])
         .output()
-        .expect("nft list ruleset");
+        .expect("nft list table");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -61,9 +61,6 @@ struct Args {
     /// Sections to run, comma-separated: run, exec, memory, logs, cp, commit, seccomp, net.
     #[arg(long, default_value = "run,exec,memory,logs,cp,commit,seccomp,net")]
     only: String,
-    /// MiB moved per transfer in the net section.
-    #[arg(long, default_value_t = 256)]
-    net_mib: usize,
     /// `docker cp` data set: this many files...
     #[arg(long, default_value_t = 1000)]
     cp_files: usize,
@@ -535,8 +532,9 @@ fn report_rate(
 }
 
 /// Networking: `run --rm` on the default bridge, a published port's throughput from the
-/// host through 127.0.0.1 (a big file with curl, small requests with wrk), container to
-/// container on a user network, and name lookups through the embedded DNS.
+/// host through 127.0.0.1 (iperf3, and small requests to a busybox httpd with wrk),
+/// container to container on a user network (iperf3), and name lookups through the
+/// embedded DNS.
 fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
     let mut times = [Vec::new(), Vec::new()];
     for i in 0..args.warmup + args.runs {
@@ -556,16 +554,49 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
         "target <= 0.40x",
     );
 
-    let mib = args.net_mib.to_string();
-    let serve = format!(
-        "dd if=/dev/zero of=/www/big bs=1M count={mib} 2>/dev/null && echo ok > /www/index.html && exec httpd -f -p 80 -h /www"
-    );
-    let tmpfs = format!("/www:size={}m", args.net_mib + 16);
+    // iperf3 (the host's binary, with the host's /usr bound read-only) in the containers.
+    let iperf_mounts = [
+        "-v",
+        "/usr:/usr:ro",
+        "-v",
+        "/usr/lib:/lib:ro",
+        "-v",
+        "/usr/lib64:/lib64:ro",
+    ];
+    let iperf_gbps = |out: &[u8]| -> Option<f64> {
+        let v: serde_json::Value = serde_json::from_slice(out).ok()?;
+        Some(v["end"]["sum_received"]["bits_per_second"].as_f64()? / 1e9)
+    };
+    // Runs `cmd` until iperf3 reports (the server may still be starting): Gbit/s.
+    let iperf = |what: &str, mut cmd: Command| -> Result<f64> {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let out = cmd.output()?;
+            if let Some(g) = iperf_gbps(&out.stdout).filter(|_| out.status.success()) {
+                return Ok(g);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "iperf3 {what} never ran: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
     let mut ports = Vec::new();
     for e in engines {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        let web = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let publish = format!("{port}:5201");
+        let mut argv = vec!["run", "-d", "--name", "netiperf", "-p", &publish];
+        argv.extend(iperf_mounts);
+        argv.extend([IMAGE, "/usr/bin/iperf3", "-s"]);
+        docker_out(args, e, &argv)?;
         docker_out(
             args,
             e,
@@ -575,63 +606,40 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
                 "--name",
                 "netweb",
                 "-p",
-                &format!("{port}:80"),
-                "--tmpfs",
-                &tmpfs,
+                &format!("{web}:80"),
                 IMAGE,
                 "sh",
                 "-c",
-                &serve,
+                "mkdir /www && echo ok > /www/index.html && exec httpd -f -p 80 -h /www",
             ],
         )?;
-        ports.push(port);
-    }
-    let curl = |url: &str, what: &str| -> Result<String> {
-        let out = Command::new("curl")
-            .args(["-s", "-m", "60", "-o", "/dev/null", "-w", what, url])
-            .output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    for port in &ports {
-        let deadline = Instant::now() + TIMEOUT;
-        while curl(
-            &format!("http://127.0.0.1:{port}/index.html"),
-            "%{http_code}",
-        )? != "200"
-        {
-            if Instant::now() > deadline {
-                bail!("published port {port} never answered");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        ports.push((port, web));
     }
     let mut rates = [Vec::new(), Vec::new()];
     for _ in 0..args.rounds {
-        for (k, port) in ports.iter().enumerate() {
-            let bps: f64 = curl(&format!("http://127.0.0.1:{port}/big"), "%{speed_download}")?
-                .trim()
-                .parse()
-                .unwrap_or(0.0);
-            rates[k].push(bps / 1e6);
+        for (k, (port, _)) in ports.iter().enumerate() {
+            let mut cmd = Command::new("iperf3");
+            cmd.args(["-c", "127.0.0.1", "-p", &port.to_string(), "-t", "3", "-J"]);
+            rates[k].push(iperf("through a published port", cmd)?);
         }
     }
     report_rate(
-        "published port 127.0.0.1, curl",
+        "published port 127.0.0.1, iperf3",
         engines,
         &rates,
-        "MB/s",
+        "Gbit/s",
         "target >= 2x",
     );
     if Path::new("/usr/bin/wrk").exists() {
         let mut rps = [Vec::new(), Vec::new()];
         for _ in 0..3 {
-            for (k, port) in ports.iter().enumerate() {
+            for (k, (_, web)) in ports.iter().enumerate() {
                 let out = Command::new("wrk")
                     .args([
                         "-t2",
                         "-c16",
                         "-d3s",
-                        &format!("http://127.0.0.1:{port}/index.html"),
+                        &format!("http://127.0.0.1:{web}/index.html"),
                     ])
                     .output()?;
                 let text = String::from_utf8_lossy(&out.stdout);
@@ -652,81 +660,42 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
         );
     }
 
-    // Container to container on one user network, and lookups through the embedded DNS.
+    // Container to container on one user network (iperf3 by name), and lookups through the
+    // embedded DNS.
     for e in engines {
         docker_out(args, e, &["network", "create", "benchnet"])?;
-        docker_out(
-            args,
-            e,
-            &[
-                "run",
-                "-d",
-                "--name",
-                "netsrv",
-                "--network",
-                "benchnet",
-                "--tmpfs",
-                &tmpfs,
-                IMAGE,
-                "sh",
-                "-c",
-                &serve,
-            ],
-        )?;
-        docker_out(
-            args,
-            e,
-            &[
-                "run",
-                "-d",
-                "--name",
-                "netcli",
-                "--network",
-                "benchnet",
-                IMAGE,
-                "sleep",
-                "3600",
-            ],
-        )?;
-        let deadline = Instant::now() + TIMEOUT;
-        while docker_out(
-            args,
-            e,
-            &[
-                "exec",
-                "netcli",
-                "wget",
-                "-q",
-                "-O",
-                "/dev/null",
-                "http://netsrv/index.html",
-            ],
-        )
-        .is_err()
-        {
-            if Instant::now() > deadline {
-                bail!("{}: netsrv never answered", e.name);
+        // netcli (busybox only) looks names up; netipc runs the iperf3 client.
+        for (name, cmd, mounts) in [
+            ("netsrv", ["/usr/bin/iperf3", "-s"], true),
+            ("netipc", ["sleep", "3600"], true),
+            ("netcli", ["sleep", "3600"], false),
+        ] {
+            let mut argv = vec!["run", "-d", "--name", name, "--network", "benchnet"];
+            if mounts {
+                argv.extend(iperf_mounts);
             }
-            std::thread::sleep(Duration::from_millis(200));
+            argv.push(IMAGE);
+            argv.extend(cmd);
+            docker_out(args, e, &argv)?;
         }
     }
     let mut c2c = [Vec::new(), Vec::new()];
     let mut dns = [Vec::new(), Vec::new()];
-    let lookups = 200;
+    let lookups = 500;
     for _ in 0..args.rounds {
         for (k, e) in engines.iter().enumerate() {
-            let out = docker_cmd(args, e)
-                .args([
-                    "exec",
-                    "netcli",
-                    "sh",
-                    "-c",
-                    "time wget -q -O /dev/null http://netsrv/big",
-                ])
-                .output()?;
-            if let Some(secs) = busybox_real(&String::from_utf8_lossy(&out.stderr)) {
-                c2c[k].push(args.net_mib as f64 * 1.048_576 / secs.max(0.001));
-            }
+            let mut cmd = docker_cmd(args, e);
+            cmd.args([
+                "exec",
+                "netipc",
+                "/usr/bin/iperf3",
+                "-c",
+                "netsrv",
+                "-t",
+                "3",
+                "-J",
+            ]);
+            c2c[k].push(iperf("between containers", cmd)?);
             let script = format!(
                 "time sh -c 'i=0; while [ $i -lt {lookups} ]; do nslookup netsrv >/dev/null || exit 1; i=$((i+1)); done'"
             );
@@ -746,10 +715,10 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
         }
     }
     report_rate(
-        "container to container, wget",
+        "container to container, iperf3",
         engines,
         &c2c,
-        "MB/s",
+        "Gbit/s",
         "target >= 1.0x",
     );
     report(

@@ -184,6 +184,28 @@ impl Engine {
         Ok(rec)
     }
 
+    /// Runs `f` over the records without copying them (the DNS answers from here).
+    pub(crate) fn with_records<T>(&self, f: impl FnOnce(&HashMap<String, Record>) -> T) -> T {
+        f(&self.lock())
+    }
+
+    /// Changes a record in memory only: the change is written with the record's next durable
+    /// update (for what a crash may lose because it is found again from the kernel or
+    /// redone: a starting container's addresses, saved with its `running` state).
+    pub fn update_live(&self, id: &str, f: impl FnOnce(&mut Record)) -> ApiResult<Record> {
+        let rec = {
+            let mut map = self.lock();
+            let key = find_in(&map, id)?.id.clone();
+            let rec = map
+                .get_mut(&key)
+                .ok_or_else(|| ApiError::no_such_container(id))?;
+            f(rec);
+            rec.clone()
+        };
+        self.notify();
+        Ok(rec)
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }

@@ -656,6 +656,8 @@ impl Engine {
                 });
                 return Err(e);
             }
+            // Its address, durable (the pool is rebuilt from records after a crash).
+            self.update(&rec.id, |_| {})?;
             self.refresh_hosts(&rec.id);
             self.emit_network(&n, "connect", Some(&rec.id));
         }
@@ -684,7 +686,7 @@ impl Engine {
         };
         let running = !ep.veth.is_empty();
         if running {
-            self.endpoint_detach(&rec.id, &name).await;
+            self.endpoint_detach(&rec.id, &name, false).await;
         }
         self.update(&rec.id, |r| {
             r.endpoints.remove(&name);
@@ -837,7 +839,6 @@ impl Engine {
         };
         let endpoint_id = crate::container::new_id();
         let veth = format!("vb{}", &endpoint_id[..12]);
-        let peer = format!("vp{}", &endpoint_id[..12]);
         let mac = if ep.mac_config.is_empty() {
             super::mac_for(ip4.map(|x| x.0))
         } else {
@@ -868,8 +869,9 @@ impl Engine {
                 .flatten()
                 .collect()
         };
-        // Saved before the links are made, so a crash leaves names to clean up.
-        self.update(id, |r| {
+        // Noted before the links are made (durable with the container's running state; after a
+        // crash the namespace, and the veth in it, are found by name and removed).
+        self.update_live(id, |r| {
             if let Some(e) = r.endpoints.get_mut(name) {
                 e.network_id = n.id.clone();
                 e.endpoint_id = endpoint_id.clone();
@@ -885,11 +887,23 @@ impl Engine {
             }
         })?;
         let plumbing = async {
-            let bridge = self.bridge_up(&n).await?;
             let host = self.host_netlink()?;
-            host.add_veth(&veth, &peer, bridge, n.mtu, &sandbox)
-                .await
-                .map_err(internal)?;
+            // Made with its network; remade only if someone deleted it.
+            let bridge = match host.index(&n.bridge).await.map_err(internal)? {
+                Some(i) => i,
+                None => self.bridge_up(&n).await?,
+            };
+            // The container's end is made in its namespace under its final name.
+            host.add_veth(
+                &veth,
+                &ifname,
+                bridge,
+                n.mtu,
+                super::parse_mac(&mac),
+                &sandbox,
+            )
+            .await
+            .map_err(internal)?;
             let inner = Netlink::in_namespace(&sandbox).map_err(internal)?;
             let ips: Vec<(IpAddr, u8)> = [ip4, ip6]
                 .into_iter()
@@ -897,26 +911,27 @@ impl Engine {
                 .map(|x| (x.0, x.1))
                 .collect();
             inner
-                .configure_endpoint(&peer, &ifname, super::parse_mac(&mac), &ips, &gateways)
+                .configure_endpoint(&ifname, &ifname, None, &ips, &gateways)
                 .await
                 .map_err(internal)?;
             Ok::<_, ApiError>(())
         };
         if let Err(e) = plumbing.await {
-            self.endpoint_detach(id, name).await;
+            self.endpoint_detach(id, name, false).await;
             return Err(e);
         }
         Ok(())
     }
 
-    /// Takes the endpoint of `id` on `name` down: its veth pair, its addresses back to the
+    /// Takes the endpoint of `id` on `name` down: its veth pair (unless `with_namespace`: the
+    /// kernel deletes it with the namespace, without a wait here), its addresses back to the
     /// pool.
-    async fn endpoint_detach(&self, id: &str, name: &str) {
+    async fn endpoint_detach(&self, id: &str, name: &str, with_namespace: bool) {
         let Ok(rec) = self.find(id) else { return };
         let Some(ep) = rec.endpoints.get(name).cloned() else {
             return;
         };
-        if !ep.veth.is_empty() {
+        if !ep.veth.is_empty() && !with_namespace {
             if let Ok(host) = self.host_netlink() {
                 if let Err(e) = host.delete(&ep.veth).await {
                     tracing::warn!(container_id = %id, error = %e, "delete veth");
@@ -935,7 +950,7 @@ impl Engine {
                 }
             }
         }
-        let _ = self.update(id, |r| {
+        let _ = self.update_live(id, |r| {
             if let Some(e) = r.endpoints.get_mut(name) {
                 e.clear_runtime();
             }
@@ -955,7 +970,8 @@ impl Engine {
         for (name, ep) in &rec.endpoints {
             if !ep.veth.is_empty() || !ep.endpoint_id.is_empty() {
                 events.push(ep.network_id.clone());
-                self.endpoint_detach(id, name).await;
+                self.endpoint_detach(id, name, !rec.sandbox.is_empty())
+                    .await;
             }
         }
         if !rec.sandbox.is_empty() {
@@ -963,7 +979,7 @@ impl Engine {
                 tracing::warn!(container_id = %id, error = %e, "remove network namespace");
             }
         }
-        let _ = self.update(id, |r| {
+        let _ = self.update_live(id, |r| {
             r.sandbox.clear();
             r.published.clear();
         });
@@ -1029,7 +1045,7 @@ impl Engine {
                 ctr_ip,
             });
         }
-        self.update(id, |r| r.published = mine)?;
+        self.update_live(id, |r| r.published = mine)?;
         self.firewall_sync().await
     }
 
@@ -1365,39 +1381,55 @@ struct ContainerNames {
 impl Names for ContainerNames {
     fn lookup(&self, name: &str) -> Option<Vec<IpAddr>> {
         let engine = self.engine.upgrade()?;
-        let me = engine.find(&self.id).ok()?;
-        let mut found = false;
-        let mut out = Vec::new();
-        for (net_name, ep) in &me.endpoints {
-            let Ok(n) = engine.network_find(&ep.network_id) else {
-                continue;
-            };
-            if n.is_default_bridge() {
-                continue;
-            }
-            // `name.network` is the name on that network.
-            let short = name
-                .strip_suffix(&format!(".{}", net_name.to_ascii_lowercase()))
-                .unwrap_or(name);
-            let mut target = short.to_string();
-            for link in ep.links.iter().chain(strs(&me.host_config["Links"]).iter()) {
-                let (t, alias) = split_link(link);
-                if alias.eq_ignore_ascii_case(short) {
-                    target = t.to_string();
+        let user_nets: BTreeSet<String> = engine
+            .net()
+            .nets
+            .values()
+            .filter(|n| n.is_bridge() && !n.is_default_bridge())
+            .map(|n| n.id.clone())
+            .collect();
+        // Under the records' lock, without copying them: this runs at every query.
+        engine.with_records(|map| {
+            let me = map.get(&self.id)?;
+            let my_links = strs(&me.host_config["Links"]);
+            let mut found = false;
+            let mut out = Vec::new();
+            for (net_name, ep) in &me.endpoints {
+                if !user_nets.contains(&ep.network_id) {
+                    continue;
                 }
-            }
-            for (names, ips) in engine.names_on(&n.id) {
-                if names.iter().any(|x| x.eq_ignore_ascii_case(&target)) {
-                    found = true;
-                    for ip in ips {
+                // `name.network` is the name on that network.
+                let short = name
+                    .strip_suffix(&format!(".{}", net_name.to_ascii_lowercase()))
+                    .unwrap_or(name);
+                let mut target = short;
+                for link in ep.links.iter().chain(my_links.iter()) {
+                    let (t, alias) = split_link(link);
+                    if alias.eq_ignore_ascii_case(short) {
+                        target = t;
+                    }
+                }
+                for r in map.values().filter(|r| r.running()) {
+                    let Some(other) = r.endpoints.values().find(|e| e.network_id == ep.network_id)
+                    else {
+                        continue;
+                    };
+                    let named = r.name.trim_start_matches('/').eq_ignore_ascii_case(target)
+                        || r.short_id().eq_ignore_ascii_case(target)
+                        || other.aliases.iter().any(|a| a.eq_ignore_ascii_case(target));
+                    if !named {
+                        continue;
+                    }
+                    for ip in [other.ip, other.ip6].into_iter().flatten() {
+                        found = true;
                         if !out.contains(&ip) {
                             out.push(ip);
                         }
                     }
                 }
             }
-        }
-        found.then_some(out)
+            found.then_some(out)
+        })
     }
 
     fn reverse(&self, ip: IpAddr) -> Option<String> {
