@@ -96,6 +96,7 @@ async fn published_port_and_embedded_dns() {
         &format!("vfp{tag}"),
         br,
         None,
+        None,
         &cleanup.ns,
     )
     .await
