@@ -259,6 +259,25 @@ impl CliEnv {
         Ok(())
     }
 
+    /// `kill -9` of the berth-supervisor our berthd started (the shims and containers keep
+    /// running); returns how many were killed.
+    pub fn kill_supervisor(&self) -> usize {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let mut n = 0;
+        for pid in pids_with_arg_under(&dir) {
+            let argv0 = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv0 = argv0.split(|&b| b == 0).next().unwrap_or_default();
+            if String::from_utf8_lossy(argv0).ends_with("berth-supervisor") {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Stops berthd with SIGTERM (SIGKILL after `grace`), as a service manager does.
     pub fn stop_daemon(&mut self, grace: Duration) -> Result<()> {
         let d = self.daemon.take().context("no daemon of our own to stop")?;

@@ -420,6 +420,20 @@ fn user_networks_resolve_names_isolate_and_connect_live() {
     assert!(out.contains("PING-OK"), "{out}");
     let ifaces = ok(&env, &["exec", &a, "ip", "-o", "link"]);
     assert!(ifaces.contains("eth1"), "{ifaces}");
+    // /etc/hosts: its address on each network, with its aliases there.
+    let hosts = ok(&env, &["exec", &a, "cat", "/etc/hosts"]);
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.starts_with("10.231.7.") && l.ends_with(" bridged")),
+        "{hosts}"
+    );
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.starts_with(ip_a.trim()) && l.ends_with(" svc")),
+        "{hosts}"
+    );
     let insp = ok(
         &env,
         &["network", "inspect", "-f", "{{len .Containers}}", &n2],
@@ -469,6 +483,20 @@ fn user_networks_resolve_names_isolate_and_connect_live() {
     );
     let link = ok(&env, &["exec", &d, "ip", "link", "show", "eth0"]);
     assert!(link.contains("link/ether 02:42:de:ad:be:ef"), "{link}");
+    // Started on the default bridge, connected to a user network: names from then on.
+    ok(&env, &["network", "connect", &n1, &d]);
+    let out = ok(
+        &env,
+        &[
+            "exec",
+            &d,
+            "sh",
+            "-c",
+            &format!("cat /etc/resolv.conf; nslookup {a}"),
+        ],
+    );
+    assert!(out.contains("nameserver 127.0.0.11"), "{out}");
+    assert!(out.contains(ip_a.trim()), "{out}");
     let out = ok(
         &env,
         &[
@@ -647,7 +675,7 @@ fn ipv6_user_network() {
 
 #[test]
 #[ignore = "needs root: makes bridges, namespaces and nftables rules"]
-fn published_port_outlives_kill_9_of_berthd() {
+fn published_port_outlives_kill_9_of_berthd_and_the_supervisor() {
     skip_unless_root!();
     let Some(mut env) = start() else { return };
     let port = free_port();
@@ -679,10 +707,11 @@ fn published_port_outlives_kill_9_of_berthd() {
     );
 
     env.kill_daemon().expect("kill -9 berthd");
+    assert_eq!(env.kill_supervisor(), 1, "kill -9 of the supervisor");
     assert_eq!(
         fetch(&format!("http://127.0.0.1:{port}/")).as_deref(),
         Some("still-here\n"),
-        "published port died with berthd"
+        "published port died with berthd and the supervisor"
     );
     env.restart_daemon().expect("start berthd again");
     assert_eq!(

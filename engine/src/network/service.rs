@@ -657,7 +657,12 @@ impl Engine {
                 return Err(e);
             }
             // Its address, durable (the pool is rebuilt from records after a crash).
-            self.update(&rec.id, |_| {})?;
+            let now = self.update(&rec.id, |_| {})?;
+            // Its first user network: the embedded DNS from now on (refresh_hosts rewrites
+            // resolv.conf to it).
+            if !self.net().dns.contains_key(&rec.id) {
+                self.start_dns(&now);
+            }
             self.refresh_hosts(&rec.id);
             self.emit_network(&n, "connect", Some(&rec.id));
         }
@@ -1122,8 +1127,16 @@ impl Engine {
         let mut any = false;
         for name in ordered(rec) {
             let ep = &rec.endpoints[&name];
+            // The container's names on that network: its hostname, then its aliases there.
+            let mut line = names.clone();
+            for a in &ep.aliases {
+                if !line.split(' ').any(|x| x == a) {
+                    line.push(' ');
+                    line.push_str(a);
+                }
+            }
             for ip in [ep.ip, ep.ip6].into_iter().flatten() {
-                hosts.push_str(&format!("{ip}\t{names}\n"));
+                hosts.push_str(&format!("{ip}\t{line}\n"));
                 any = true;
             }
         }
