@@ -735,3 +735,62 @@ fn published_port_outlives_kill_9_of_berthd_and_the_supervisor() {
     ok(&env, &["network", "rm", &n]);
     assert!(!nft_table(&env).contains(&format!("dport {port} ")));
 }
+
+/// A one-record DNS server on `addr` (UDP): every A question is answered with `answer`.
+fn tiny_dns(addr: &str, answer: [u8; 4]) -> std::net::UdpSocket {
+    let sock = std::net::UdpSocket::bind(addr).expect("bind the test DNS server");
+    let s = sock.try_clone().expect("clone socket");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            // The question ends after its name's zero byte, type and class.
+            let mut i = 12;
+            while i < n && buf[i] != 0 {
+                i += buf[i] as usize + 1;
+            }
+            let qend = (i + 5).min(n);
+            let qtype = u16::from_be_bytes([buf[i + 1], buf[i + 2]]);
+            let mut out = buf[..qend].to_vec();
+            out[2] = 0x81;
+            out[3] = 0x80;
+            out[6..12].copy_from_slice(&[0, (qtype == 1) as u8, 0, 0, 0, 0]);
+            if qtype == 1 {
+                out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                out.extend_from_slice(&answer);
+            }
+            let _ = s.send_to(&out, from);
+        }
+    });
+    sock
+}
+
+#[test]
+#[ignore = "needs root: makes bridges, namespaces and nftables rules"]
+fn embedded_dns_forwards_other_names_to_the_upstream() {
+    skip_unless_root!();
+    let Some(env) = start() else { return };
+    // An upstream on a loopback address of the host: berthd forwards from the host's side.
+    let upstream = format!("127.0.{}.53", 100 + std::process::id() % 100);
+    let _dns = tiny_dns(&format!("{upstream}:53"), [10, 1, 2, 3]);
+    let n = unique_id("fw");
+    ok(&env, &["network", "create", &n]);
+    let out = ok(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            &n,
+            "--dns",
+            &upstream,
+            IMAGE,
+            "nslookup",
+            "outside.example",
+        ],
+    );
+    assert!(out.contains("10.1.2.3"), "{out}");
+    ok(&env, &["network", "rm", &n]);
+}
