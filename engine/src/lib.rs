@@ -172,7 +172,6 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = ready_rx.await;
     engine.networks_init().await;
     engine.reconcile().await;
-    engine.networks_restore().await;
     let result = api::serve(engine.clone(), &config.hosts).await;
     // Stopping berthd stops the supervisor it started; containers keep running in their
     // shims and are found again at the next start.

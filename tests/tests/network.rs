@@ -206,6 +206,24 @@ fn published_ports_reach_the_container_from_the_host_and_other_containers() {
     assert_eq!(state.trim(), "created", "{state}");
     ok(&env, &["rm", "-f", &other]);
 
+    // On the host's network, dockerd's warning.
+    let out = env.docker_output(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "-p",
+        "9:80",
+        IMAGE,
+        "true",
+    ]);
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(
+        out.stderr
+            .contains("WARNING: Published ports are discarded when using host network mode"),
+        "{out}"
+    );
+
     // -p ip::ctr (a free port), -P with the exposed ports, udp.
     let pp = unique_id("pp");
     ok(

@@ -487,6 +487,11 @@ pub fn check(h: &mut Value, c: &Value, runtimes: &[&str]) -> Result<Vec<String>,
     }
     let net = h["NetworkMode"].as_str().unwrap_or_default();
     let host_net = net == "host" || net.starts_with("container:");
+    if net == "host"
+        && (nonempty(h, "PortBindings") || h["PublishAllPorts"].as_bool() == Some(true))
+    {
+        warnings.push("Published ports are discarded when using host network mode".into());
+    }
     let ipc = h["IpcMode"].as_str().unwrap_or_default();
     let host_ipc = ipc == "host" || ipc.starts_with("container:");
     let uts = h["UTSMode"].as_str().unwrap_or_default();

@@ -1119,6 +1119,9 @@ impl Engine {
                 _ => self.on_exit(&rec.id, 137).await,
             }
         }
+        // Networks as the records say, before any container starts again: DNS servers of
+        // running containers, namespaces and rules of those that are gone.
+        self.networks_restore().await;
         // Restart policies when berthd starts: `always` even after a manual stop,
         // `unless-stopped` unless stopped, `on-failure` after a failure, as dockerd does.
         for rec in self.list() {
