@@ -51,8 +51,11 @@ pub struct Config {
     pub bridge: String,
     /// The default bridge's gateway and subnet (`--bip`).
     pub bip: Option<String>,
-    /// The nftables table of this daemon's rules (`--nft-table`).
+    /// The nftables table of this daemon's rules (`--nft-table`; the iptables chains' prefix
+    /// with the iptables backend).
     pub nft_table: String,
+    /// nftables, or iptables where the kernel has no nf_tables (`--firewall-backend`).
+    pub firewall: berth_network::firewall::Backend,
 }
 
 /// An exec instance (`/containers/{id}/exec`).

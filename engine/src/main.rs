@@ -46,6 +46,10 @@ struct Args {
     /// The nftables table (family inet) that holds berthd's rules: one per daemon.
     #[arg(long = "nft-table")]
     nft_table: Option<String>,
+    /// `nftables` or `iptables` (dockerd's `--firewall-backend`); by default nftables where
+    /// the kernel has it, else iptables.
+    #[arg(long = "firewall-backend")]
+    firewall_backend: Option<String>,
     /// Registry spoken to over plain HTTP (or HTTPS without verification): host[:port] or CIDR.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
@@ -142,6 +146,13 @@ fn main() -> Result<()> {
             .nft_table
             .clone()
             .unwrap_or_else(|| berth_network::firewall::TABLE.into()),
+        firewall: berth_network::firewall::Backend::choose(
+            args.firewall_backend
+                .as_deref()
+                .or_else(|| file["firewall-backend"].as_str())
+                .unwrap_or_default(),
+        )
+        .map_err(anyhow::Error::msg)?,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -85,7 +85,44 @@ pub struct Ruleset {
     pub ports: Vec<PortMap>,
 }
 
-/// Firewall errors: the `nft` command's own words.
+/// Which netfilter interface holds the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A table of the daemon's own (the default).
+    Nftables,
+    /// Chains of the daemon's own (`iptables.rs`), for kernels without nf_tables.
+    Iptables,
+}
+
+impl Backend {
+    /// `nftables`, `iptables`, or (empty) nftables where the kernel has it, else iptables.
+    pub fn choose(given: &str) -> Result<Backend, String> {
+        match given {
+            "nftables" => Ok(Backend::Nftables),
+            "iptables" => Ok(Backend::Iptables),
+            "" if crate::iptables::kernel_has_nftables() => Ok(Backend::Nftables),
+            "" => Ok(Backend::Iptables),
+            other => Err(format!(
+                "invalid firewall backend {other:?}: nftables or iptables"
+            )),
+        }
+    }
+
+    /// Replaces the daemon's rules (`name`: its table, or its chains' prefix) with `rs`.
+    pub async fn apply(self, name: &str, rs: &Ruleset) -> Result<(), FirewallError> {
+        match self {
+            Backend::Nftables => apply(name, rs).await,
+            Backend::Iptables => {
+                let (name, rs) = (name.to_string(), rs.clone());
+                tokio::task::spawn_blocking(move || crate::iptables::apply(&name, &rs))
+                    .await
+                    .map_err(|e| FirewallError::Nft(e.to_string()))?
+            }
+        }
+    }
+}
+
+/// Firewall errors: the `nft` (or iptables) command's own words.
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
     #[error("nftables: {0}")]

@@ -44,7 +44,17 @@ impl CliEnv {
     /// workspace's berthd is still the skeleton that exits with "not built yet": the CLI suite
     /// was written before the engine, and runs for real as soon as berthd serves the API.
     pub fn start() -> Option<CliEnv> {
-        Self::start_with(false)
+        Self::start_with(false, &[])
+    }
+
+    /// Like [`CliEnv::start`], with more berthd flags (a daemon of our own only: `None` with
+    /// `$BERTH_CLI_TEST_HOST`).
+    pub fn start_with_daemon_args(extra: &[&str]) -> Option<CliEnv> {
+        if std::env::var("BERTH_CLI_TEST_HOST").is_ok_and(|h| !h.is_empty()) {
+            eprintln!("skipping: the test needs berthd flags of its own");
+            return None;
+        }
+        Self::start_with(false, extra)
     }
 
     /// Like [`CliEnv::start`], with `berth` talking to the daemon over `tcp://127.0.0.1` with
@@ -53,11 +63,11 @@ impl CliEnv {
     /// `$BERTH_CLI_TEST_CERT_DIR` holds `ca.pem`, `cert.pem`, `key.pem`; without them the
     /// test is skipped.
     pub fn start_tls() -> Option<CliEnv> {
-        Self::start_with(true)
+        Self::start_with(true, &[])
     }
 
-    fn start_with(tls: bool) -> Option<CliEnv> {
-        match Self::try_start(tls) {
+    fn start_with(tls: bool, extra: &[&str]) -> Option<CliEnv> {
+        match Self::try_start(tls, extra) {
             Ok(env) => Some(env),
             Err(e) if format!("{e:#}").contains("berthd: not built yet") => {
                 eprintln!("skipping: berthd is not built yet ({e:#})");
@@ -67,7 +77,7 @@ impl CliEnv {
         }
     }
 
-    fn try_start(tls: bool) -> Result<CliEnv> {
+    fn try_start(tls: bool, extra: &[&str]) -> Result<CliEnv> {
         let berth = require_workspace_binary("berth");
         let dir = tempfile::Builder::new()
             .prefix("berth-cli-")
@@ -107,7 +117,8 @@ impl CliEnv {
                 cmd.arg("--bridge")
                     .arg(&bridge)
                     .arg("--nft-table")
-                    .arg(&table);
+                    .arg(&table)
+                    .args(extra);
                 let mut tcp = None;
                 if tls {
                     let certs = dir.path().join("certs");
@@ -426,6 +437,11 @@ pub fn remove_daemon_network_of(bridge_hint: Option<&str>, table: Option<&str>, 
 }
 
 fn remove_daemon_network(env: &CliEnv, data_root: &Path) {
+    if env.daemon_flag("--firewall-backend").as_deref() == Some("iptables") {
+        if let Some(prefix) = env.daemon_flag("--nft-table") {
+            berth_network::iptables::remove(&prefix);
+        }
+    }
     remove_daemon_network_of(
         env.daemon_flag("--bridge").as_deref(),
         env.daemon_flag("--nft-table").as_deref(),

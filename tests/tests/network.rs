@@ -812,3 +812,57 @@ fn embedded_dns_forwards_other_names_to_the_upstream() {
     assert!(out.contains("10.1.2.3"), "{out}");
     ok(&env, &["network", "rm", &n]);
 }
+
+#[test]
+#[ignore = "needs root: makes bridges, namespaces and iptables chains"]
+fn iptables_backend_publishes_ports_and_cleans_up() {
+    skip_unless_root!();
+    if berth_tests::cli::docker_cli().is_none()
+        || !std::path::Path::new("/usr/sbin/iptables-legacy").exists()
+    {
+        eprintln!("skipping: needs the docker CLI and iptables-legacy");
+        return;
+    }
+    // The fallback for kernels without nf_tables, forced here.
+    let Some(env) = CliEnv::start_with_daemon_args(&["--firewall-backend", "iptables"]) else {
+        return;
+    };
+    let prefix = env
+        .daemon_flag("--nft-table")
+        .expect("the daemon's table name");
+    let chains = || {
+        let out = Command::new("iptables-legacy-save")
+            .output()
+            .expect("iptables-legacy-save");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let port = free_port();
+    let web = httpd(&env, &["-p", &format!("{port}:80")], "via-iptables");
+    assert_eq!(
+        fetch(&format!("http://127.0.0.1:{port}/")).as_deref(),
+        Some("via-iptables\n")
+    );
+    let saved = chains();
+    assert!(
+        saved.contains(&format!(
+            "-A {prefix}-PORTS -p tcp -m tcp --dport {port} -j DNAT"
+        )),
+        "{saved}"
+    );
+    assert!(
+        saved.contains(&format!("-A PREROUTING -j {prefix}-PRE")),
+        "{saved}"
+    );
+    // Nothing in nftables.
+    assert!(!Command::new("nft")
+        .args(["list", "table", "inet", &prefix])
+        .output()
+        .expect("nft")
+        .status
+        .success());
+    ok(&env, &["rm", "-f", &web]);
+    assert!(!chains().contains(&format!("--dport {port} ")));
+    drop(env);
+    // The chains go with the daemon's network state (as a test daemon's table does).
+    assert!(!chains().contains(&format!("{prefix}-")), "{}", chains());
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use berth_network::dns::{DnsServer, Names};
-use berth_network::firewall::{self, BridgeRules, PortMap, Proto, Ruleset};
+use berth_network::firewall::{BridgeRules, PortMap, Proto, Ruleset};
 use berth_network::ipam::{self, Allocator, IpamError};
 use berth_network::netlink::Netlink;
 use berth_network::netns;
@@ -392,7 +392,9 @@ impl Engine {
                 });
             }
         }
-        firewall::apply(&self.config.nft_table, &rs)
+        self.config
+            .firewall
+            .apply(&self.config.nft_table, &rs)
             .await
             .map_err(internal)
     }
