@@ -99,6 +99,24 @@ pub struct ContainerOpts {
     /// Publish a container's port(s) to the host
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33)
+    #[arg(long)]
+    pub ip6: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Add link to another container
+    #[arg(long)]
+    pub link: Vec<String>,
     /// Expose a port or a range of ports
     #[arg(long)]
     pub expose: Vec<String>,
@@ -343,6 +361,21 @@ fn normalize_cap(c: &str) -> String {
     }
 }
 
+/// `80` or `8000-8010` as a range of ports.
+fn port_range(s: &str, what: &str) -> Result<(u16, u16)> {
+    let bad = || anyhow!("invalid {what}: {s}");
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    let lo: u16 = lo.parse().map_err(|_| bad())?;
+    let hi: u16 = hi.parse().map_err(|_| bad())?;
+    if hi < lo {
+        return Err(bad());
+    }
+    Ok((lo, hi))
+}
+
+/// `-p [ip:][host:]ctr[/proto]`, with ranges as docker's CLI expands them: a container range
+/// maps one to one onto a host range of the same length; a single container port onto a host
+/// range means any free port of it.
 fn parse_publish(specs: &[String]) -> Result<(Map<String, Value>, Map<String, Value>)> {
     let mut exposed = Map::new();
     let mut bindings = Map::new();
@@ -358,14 +391,28 @@ fn parse_publish(specs: &[String]) -> Result<(Map<String, Value>, Map<String, Va
             [c, h, ip] => (*c, *h, ip.trim_matches(|c| c == '[' || c == ']')),
             _ => bail!("invalid publish spec: {spec}"),
         };
-        if ctr.is_empty() || !ctr.chars().all(|c| c.is_ascii_digit() || c == '-') {
-            bail!("invalid containerPort: {ctr}");
-        }
-        let key = format!("{ctr}/{proto}");
-        exposed.insert(key.clone(), json!({}));
-        let entry = bindings.entry(key).or_insert_with(|| json!([]));
-        if let Some(arr) = entry.as_array_mut() {
-            arr.push(json!({"HostIp": host_ip, "HostPort": host_port}));
+        let (clo, chi) = port_range(ctr, "containerPort")?;
+        let hosts: Vec<String> = if host_port.is_empty() {
+            vec![String::new(); (chi - clo + 1) as usize]
+        } else {
+            let (hlo, hhi) = port_range(host_port, "hostPort")?;
+            if clo == chi {
+                vec![host_port.to_string()]
+            } else if hhi - hlo == chi - clo {
+                (hlo..=hhi).map(|p| p.to_string()).collect()
+            } else {
+                bail!(
+                    "invalid ranges specified for container and host Ports: {ctr} and {host_port}"
+                );
+            }
+        };
+        for (port, host) in (clo..=chi).zip(hosts) {
+            let key = format!("{port}/{proto}");
+            exposed.insert(key.clone(), json!({}));
+            let entry = bindings.entry(key).or_insert_with(|| json!([]));
+            if let Some(arr) = entry.as_array_mut() {
+                arr.push(json!({"HostIp": host_ip, "HostPort": host}));
+            }
         }
     }
     Ok((exposed, bindings))
@@ -492,6 +539,15 @@ pub fn container_config(opts: &ContainerOpts, detach: bool) -> Result<Value> {
         "NetworkMode".into(),
         json!(opts.network.as_deref().unwrap_or("default")),
     );
+    if opts.publish_all {
+        host.insert("PublishAllPorts".into(), json!(true));
+    }
+    if !opts.link.is_empty() {
+        host.insert("Links".into(), json!(opts.link));
+    }
+    if let Some(mac) = &opts.mac_address {
+        cfg.insert("MacAddress".into(), json!(mac));
+    }
     if let Some(r) = &opts.restart {
         if opts.rm && r != "no" {
             bail!("conflicting options: cannot specify both --restart and --rm");
@@ -597,15 +653,29 @@ pub fn container_config(opts: &ContainerOpts, detach: bool) -> Result<Value> {
     host.entry("RestartPolicy")
         .or_insert_with(|| json!({"Name": "no", "MaximumRetryCount": 0}));
     cfg.insert("HostConfig".into(), Value::Object(host));
-    if let Some(n) = &opts.network {
-        if !matches!(n.as_str(), "none" | "host" | "default" | "bridge")
-            && !n.starts_with("container:")
-        {
-            cfg.insert(
-                "NetworkingConfig".into(),
-                json!({"EndpointsConfig": {n: {}}}),
-            );
-        }
+    // The endpoint on the network of the mode: aliases, static addresses.
+    let net = opts.network.as_deref().unwrap_or("default");
+    let mut endpoint = Map::new();
+    if !opts.network_alias.is_empty() {
+        endpoint.insert("Aliases".into(), json!(opts.network_alias));
+    }
+    let mut ipam = Map::new();
+    if let Some(ip) = &opts.ip {
+        ipam.insert("IPv4Address".into(), json!(ip));
+    }
+    if let Some(ip) = &opts.ip6 {
+        ipam.insert("IPv6Address".into(), json!(ip));
+    }
+    if !ipam.is_empty() {
+        endpoint.insert("IPAMConfig".into(), Value::Object(ipam));
+    }
+    let user_net =
+        !matches!(net, "none" | "host" | "default" | "bridge") && !net.starts_with("container:");
+    if user_net || !endpoint.is_empty() {
+        cfg.insert(
+            "NetworkingConfig".into(),
+            json!({"EndpointsConfig": {net: Value::Object(endpoint)}}),
+        );
     }
     Ok(Value::Object(cfg))
 }
@@ -1500,5 +1570,24 @@ mod tests {
             "localhost:5000/x:latest"
         );
         assert_eq!(with_default_tag("x:1"), "x:1");
+    }
+
+    #[test]
+    fn publish_ranges_expand_as_dockers_cli() {
+        let specs: Vec<String> = ["8000-8001:80-81", "127.0.0.1:9000-9010:90/udp", "7000-7001"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (exposed, b) = parse_publish(&specs).unwrap();
+        assert_eq!(exposed.len(), 5);
+        assert_eq!(b["80/tcp"], json!([{"HostIp": "", "HostPort": "8000"}]));
+        assert_eq!(b["81/tcp"], json!([{"HostIp": "", "HostPort": "8001"}]));
+        assert_eq!(
+            b["90/udp"],
+            json!([{"HostIp": "127.0.0.1", "HostPort": "9000-9010"}])
+        );
+        assert_eq!(b["7001/tcp"], json!([{"HostIp": "", "HostPort": ""}]));
+        assert!(parse_publish(&["8000-8002:80-81".to_string()]).is_err());
+        assert!(parse_publish(&["x:80".to_string()]).is_err());
     }
 }

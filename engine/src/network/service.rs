@@ -406,7 +406,16 @@ impl Engine {
         if req.name.is_empty() {
             return Err(ApiError::bad_request("network name cannot be empty"));
         }
-        if !crate::container::valid_name(&req.name) {
+        let valid = req
+            .name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && req
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid {
             return Err(ApiError::bad_request(format!(
                 "invalid network name \"{}\", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
                 req.name
@@ -745,6 +754,25 @@ impl Engine {
                 .or_else(|_| self.network_find(name));
             if found.is_err() {
                 return Err(ApiError::not_found(format!("network {name} not found")));
+            }
+        }
+        // --link on the default bridge: to running containers on it, as dockerd checks.
+        if rec.endpoints.contains_key("bridge") {
+            for link in strs(&rec.host_config["Links"]) {
+                let (target, alias) = split_link(&link);
+                let other = self.find(target)?;
+                if !other.running() {
+                    return Err(ApiError::bad_request(format!(
+                        "Cannot link to a non running container: {} AS {}/{alias}",
+                        other.name, rec.name
+                    )));
+                }
+                if !other.endpoints.contains_key("bridge") {
+                    return Err(ApiError::bad_request(format!(
+                        "Cannot link to {}, as it does not belong to the default network",
+                        other.name
+                    )));
+                }
             }
         }
         let sandbox = self.sandbox_path(&rec.id);
