@@ -866,3 +866,64 @@ fn iptables_backend_publishes_ports_and_cleans_up() {
     // The chains go with the daemon's network state (as a test daemon's table does).
     assert!(!chains().contains(&format!("{prefix}-")), "{}", chains());
 }
+
+#[test]
+#[ignore = "needs root: makes bridges, namespaces and nftables rules"]
+fn berth_cli_publishes_ports_and_names_containers() {
+    skip_unless_root!();
+    let Some(env) = start() else { return };
+    let n = unique_id("cli");
+    env.ok(&["network", "create", "--subnet", "10.233.4.0/24", &n]);
+    let port = free_port();
+    let web = unique_id("cliweb");
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &web,
+        "--network",
+        &n,
+        "--network-alias",
+        "site",
+        "--ip",
+        "10.233.4.9",
+        "-p",
+        &format!("{port}:80"),
+        IMAGE,
+        "sh",
+        "-c",
+        "mkdir /w && echo from-berth > /w/index.html && exec httpd -f -p 80 -h /w",
+    ]);
+    assert_eq!(
+        env.ok(&["port", &web]).trim(),
+        format!("80/tcp -> 0.0.0.0:{port}")
+    );
+    assert_eq!(
+        fetch(&format!("http://127.0.0.1:{port}/")).as_deref(),
+        Some("from-berth\n")
+    );
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &n,
+        IMAGE,
+        "timeout",
+        "5",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://site/",
+    ]);
+    assert_eq!(out, "from-berth\n");
+    let ip = env.ok(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{n}\").IPAddress}}}}"),
+        &web,
+    ]);
+    assert_eq!(ip.trim(), "10.233.4.9");
+    env.ok(&["rm", "-f", &web]);
+    env.ok(&["network", "rm", &n]);
+}
