@@ -460,37 +460,45 @@ fn nft_message(e: nftables::helper::NftablesError) -> String {
     }
 }
 
+/// A default bridge, an internal network `internal` and one published port (for tests).
+#[cfg(test)]
+pub(crate) fn sample_ruleset(internal: &str, host_ip: Option<&str>) -> Ruleset {
+    let net = |s: &str| s.parse::<IpNet>().unwrap_or_else(|e| panic!("{s}: {e}"));
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{s}: {e}"));
+    Ruleset {
+        bridges: vec![
+            BridgeRules {
+                bridge: "berth0".into(),
+                subnets: vec![net("172.17.0.0/16")],
+                internal: false,
+                masquerade: true,
+                icc: true,
+            },
+            BridgeRules {
+                bridge: internal.into(),
+                subnets: vec![net("10.9.0.0/24")],
+                internal: true,
+                masquerade: true,
+                icc: true,
+            },
+        ],
+        ports: vec![PortMap {
+            proto: Proto::Tcp,
+            host_ip: host_ip.map(ip),
+            host_port: 8080,
+            ctr_ip: ip("172.17.0.2"),
+            ctr_port: 80,
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ruleset_json_names_only_berths_table() {
-        let rs = Ruleset {
-            bridges: vec![
-                BridgeRules {
-                    bridge: "berth0".into(),
-                    subnets: vec!["172.17.0.0/16".parse().unwrap()],
-                    internal: false,
-                    masquerade: true,
-                    icc: true,
-                },
-                BridgeRules {
-                    bridge: "br-x".into(),
-                    subnets: vec!["10.9.0.0/24".parse().unwrap()],
-                    internal: true,
-                    masquerade: true,
-                    icc: true,
-                },
-            ],
-            ports: vec![PortMap {
-                proto: Proto::Tcp,
-                host_ip: None,
-                host_port: 8080,
-                ctr_ip: "172.17.0.2".parse().unwrap(),
-                ctr_port: 80,
-            }],
-        };
+        let rs = sample_ruleset("br-x", None);
         let json = serde_json::to_value(build(TABLE, &rs)).unwrap();
         let objs = json["nftables"].as_array().unwrap();
         for o in objs {

@@ -130,15 +130,18 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), Firewall
     Ok(())
 }
 
+/// The built-in chains that jump into the daemon's: (table, chain, suffix of ours).
+const JUMPS: [(&str, &str, &str); 4] = [
+    ("nat", "PREROUTING", "PRE"),
+    ("nat", "OUTPUT", "OUT"),
+    ("nat", "POSTROUTING", "POST"),
+    ("filter", "FORWARD", "FWD"),
+];
+
 /// The jumps from the built-in chains into the daemon's, added once.
 fn ensure_jumps(name: &str, v6: bool) -> Result<(), FirewallError> {
     let (ipt, _) = programs(v6);
-    for (table, builtin, suffix) in [
-        ("nat", "PREROUTING", "PRE"),
-        ("nat", "OUTPUT", "OUT"),
-        ("nat", "POSTROUTING", "POST"),
-        ("filter", "FORWARD", "FWD"),
-    ] {
+    for (table, builtin, suffix) in JUMPS {
         let target = chain(name, suffix);
         let jump = ["-t", table, "-C", builtin, "-j", &target];
         if run(ipt, &jump, None).is_err() {
@@ -166,12 +169,7 @@ pub fn apply(name: &str, rs: &Ruleset) -> Result<(), FirewallError> {
 pub fn remove(name: &str) {
     for v6 in [false, true] {
         let (ipt, _) = programs(v6);
-        for (table, builtin, suffix) in [
-            ("nat", "PREROUTING", "PRE"),
-            ("nat", "OUTPUT", "OUT"),
-            ("nat", "POSTROUTING", "POST"),
-            ("filter", "FORWARD", "FWD"),
-        ] {
+        for (table, builtin, suffix) in JUMPS {
             let target = chain(name, suffix);
             let _ = run(ipt, &["-t", table, "-D", builtin, "-j", &target], None);
         }
@@ -203,35 +201,10 @@ pub fn kernel_has_nftables() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::{BridgeRules, PortMap, Proto};
 
     #[test]
     fn script_has_dnat_masquerade_and_isolation() {
-        let rs = Ruleset {
-            bridges: vec![
-                BridgeRules {
-                    bridge: "berth0".into(),
-                    subnets: vec!["172.17.0.0/16".parse().unwrap()],
-                    internal: false,
-                    masquerade: true,
-                    icc: true,
-                },
-                BridgeRules {
-                    bridge: "br1".into(),
-                    subnets: vec!["10.9.0.0/24".parse().unwrap()],
-                    internal: true,
-                    masquerade: true,
-                    icc: true,
-                },
-            ],
-            ports: vec![PortMap {
-                proto: Proto::Tcp,
-                host_ip: Some("127.0.0.1".parse().unwrap()),
-                host_port: 8080,
-                ctr_ip: "172.17.0.2".parse().unwrap(),
-                ctr_port: 80,
-            }],
-        };
+        let rs = crate::firewall::sample_ruleset("br1", Some("127.0.0.1"));
         let s = script("berth", &rs, false);
         assert!(s.contains("-A berth-PORTS -d 127.0.0.1 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80"), "{s}");
         assert!(

@@ -103,6 +103,21 @@ fn wget_from_container(env: &CliEnv, url: &str) -> String {
     )
 }
 
+/// An httpd container (with `opts`) published on a free host port and fetched through
+/// 127.0.0.1: its name and the port.
+fn published_httpd(env: &CliEnv, opts: &[&str], body: &str) -> (String, u16) {
+    let port = free_port();
+    let publish = format!("{port}:80");
+    let mut all = vec!["-p", &publish];
+    all.extend_from_slice(opts);
+    let web = httpd(env, &all, body);
+    assert_eq!(
+        fetch(&format!("http://127.0.0.1:{port}/")).as_deref(),
+        Some(format!("{body}\n").as_str())
+    );
+    (web, port)
+}
+
 /// The test daemon's nftables table (each has one of its own).
 fn nft_table(env: &CliEnv) -> String {
     let table = env
@@ -120,14 +135,8 @@ fn nft_table(env: &CliEnv) -> String {
 fn published_ports_reach_the_container_from_the_host_and_other_containers() {
     skip_unless_root!();
     let Some(env) = start() else { return };
-    let port = free_port();
-    let web = httpd(&env, &["-p", &format!("{port}:80")], "hello-berth");
-
     // From the host: loopback and its own address, with no proxy process.
-    assert_eq!(
-        fetch(&format!("http://127.0.0.1:{port}/")).as_deref(),
-        Some("hello-berth\n")
-    );
+    let (web, port) = published_httpd(&env, &[], "hello-berth");
     let host = host_address();
     if let Some(h) = &host {
         assert_eq!(
@@ -696,14 +705,9 @@ fn ipv6_user_network() {
 fn published_port_outlives_kill_9_of_berthd_and_the_supervisor() {
     skip_unless_root!();
     let Some(mut env) = start() else { return };
-    let port = free_port();
     let n = unique_id("kn");
     ok(&env, &["network", "create", &n]);
-    let web = httpd(
-        &env,
-        &["--network", &n, "-p", &format!("{port}:80")],
-        "still-here",
-    );
+    let (web, port) = published_httpd(&env, &["--network", &n], "still-here");
     let peer = unique_id("peer");
     ok(
         &env,
@@ -718,10 +722,6 @@ fn published_port_outlives_kill_9_of_berthd_and_the_supervisor() {
             "sleep",
             "300",
         ],
-    );
-    assert_eq!(
-        fetch(&format!("http://127.0.0.1:{port}/")).as_deref(),
-        Some("still-here\n")
     );
 
     env.kill_daemon().expect("kill -9 berthd");
@@ -836,12 +836,7 @@ fn iptables_backend_publishes_ports_and_cleans_up() {
             .expect("iptables-legacy-save");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let port = free_port();
-    let web = httpd(&env, &["-p", &format!("{port}:80")], "via-iptables");
-    assert_eq!(
-        fetch(&format!("http://127.0.0.1:{port}/")).as_deref(),
-        Some("via-iptables\n")
-    );
+    let (web, port) = published_httpd(&env, &[], "via-iptables");
     let saved = chains();
     assert!(
         saved.contains(&format!(
