@@ -604,6 +604,11 @@ fn user_networks_resolve_names_isolate_and_connect_live() {
     assert!(!nft_table(&env).contains(&bridge1));
     let pruned = ok(&env, &["network", "prune", "-f"]);
     assert!(!pruned.contains("bridge"), "{pruned}");
+    // docker system prune takes networks too, and answers success.
+    let x = unique_id("sp");
+    ok(&env, &["network", "create", &x]);
+    let pruned = ok(&env, &["system", "prune", "-f"]);
+    assert!(pruned.contains(&x), "{pruned}");
 
     // Docker's network events for all of it.
     std::thread::sleep(Duration::from_millis(1100));

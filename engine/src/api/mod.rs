@@ -85,6 +85,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/version", get(version))
         .route("/info", get(info))
         .route("/system/df", get(system_df))
+        .route("/build/prune", post(self::system::build_prune))
         .route("/events", get(self::events::events))
         .route("/containers/create", post(container_create))
         .route("/containers/json", get(container_list))

@@ -155,3 +155,10 @@ pub(crate) async fn system_df(State(e): S) -> ApiResult<Response> {
         "BuildCache": [],
     })))
 }
+
+/// `POST /build/prune` (`docker system prune`, `docker builder prune`): berthd keeps no build
+/// cache yet (builds come with issue 14), so there is nothing to delete.
+pub(crate) async fn build_prune(Query(q): Q) -> ApiResult<Response> {
+    super::filters(&q)?;
+    Ok(ok_json(json!({"CachesDeleted": null, "SpaceReclaimed": 0})))
+}
