@@ -15,6 +15,7 @@ pub mod logs;
 pub mod network;
 pub mod registry;
 pub mod supervisor;
+pub mod volume;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -173,6 +174,7 @@ pub async fn run(config: Config) -> Result<()> {
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(engine.clone().watch_events(ready_tx));
     let _ = ready_rx.await;
+    engine.volumes_cleanup();
     engine.networks_init().await;
     engine.reconcile().await;
     let result = api::serve(engine.clone(), &config.hosts).await;

@@ -87,16 +87,21 @@ pub(crate) fn container_summary(r: &Record) -> Value {
         "Status": status_text(r),
         "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
         "NetworkSettings": {"Networks": super::networks::container_networks(r)},
-        "Mounts": mount_points(&r.host_config),
+        "Mounts": mount_points(r),
     })
 }
 
 /// Docker's `MountPoint`s for the container's host-path binds (`src:dst[:opts]`).
-pub(crate) fn mount_points(host_config: &Value) -> Value {
+pub(crate) fn mount_points(r: &Record) -> Value {
+    let host_config = &r.host_config;
     let binds = host_config["Binds"].as_array().into_iter().flatten();
     let points = binds.filter_map(Value::as_str).filter_map(|b| {
         let mut parts = b.splitn(3, ':');
         let (src, dst) = (parts.next()?, parts.next()?);
+        // Named volumes are among the container's volumes below.
+        if !src.starts_with('/') {
+            return None;
+        }
         let mode = parts.next().unwrap_or_default();
         let opts: Vec<&str> = mode.split(',').collect();
         let propagation = opts
@@ -113,7 +118,21 @@ pub(crate) fn mount_points(host_config: &Value) -> Value {
             "Propagation": propagation,
         }))
     });
-    Value::Array(points.collect())
+    let volumes = r.volumes.iter().map(|v| {
+        if v.name.is_empty() {
+            json!({
+                "Type": "bind", "Source": v.source, "Destination": v.destination,
+                "Mode": v.mode, "RW": v.rw, "Propagation": "rprivate",
+            })
+        } else {
+            json!({
+                "Type": "volume", "Name": v.name, "Source": v.source,
+                "Destination": v.destination, "Driver": "local", "Mode": v.mode,
+                "RW": v.rw, "Propagation": "",
+            })
+        }
+    });
+    Value::Array(points.chain(volumes).collect())
 }
 
 pub(crate) async fn container_list(State(e): S, Query(q): Q) -> ApiResult<Response> {
@@ -152,6 +171,23 @@ pub(crate) async fn container_list(State(e): S, Query(q): Q) -> ApiResult<Respon
                         || e.images.get(v).is_ok_and(|i| i.id == r.image_id)
                 }
                 "exited" => r.state.status == "exited" && r.state.exit_code.to_string() == *v,
+                "volume" => {
+                    r.volumes
+                        .iter()
+                        .any(|m| m.name == *v || m.destination == *v)
+                        || r.host_config["Binds"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|b| {
+                                let b = b.as_str().unwrap_or_default();
+                                b.split(':').take(2).any(|p| p == v)
+                            })
+                }
+                "network" => r
+                    .endpoints
+                    .iter()
+                    .any(|(name, ep)| name == v || ep.network_id.starts_with(v.as_str())),
                 "health" => {
                     let h = r.state.health.as_ref().and_then(|h| h["Status"].as_str());
                     match v.as_str() {
@@ -225,7 +261,7 @@ pub(crate) fn inspect_json(e: &Engine, r: &Record) -> Value {
         "ExecIDs": null,
         "HostConfig": host_config_inspect(&r.host_config),
         "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": upper}},
-        "Mounts": mount_points(&r.host_config),
+        "Mounts": mount_points(r),
         "Config": config,
         "NetworkSettings": super::networks::network_settings(r),
     })
@@ -470,7 +506,8 @@ pub(crate) async fn container_remove(
     Path(id): Path<String>,
     Query(q): Q,
 ) -> ApiResult<Response> {
-    e.remove(&id, qbool(&q, "force")).await?;
+    e.remove_with_volumes(&id, qbool(&q, "force"), qbool(&q, "v"))
+        .await?;
     Ok(no_content())
 }
 

@@ -19,6 +19,7 @@ pub mod registry;
 mod server;
 mod system;
 pub mod version;
+mod volumes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -131,6 +132,13 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route(
             "/networks/{id}/disconnect",
             post(self::networks::network_disconnect),
+        )
+        .route("/volumes", get(self::volumes::volume_list))
+        .route("/volumes/create", post(self::volumes::volume_create))
+        .route("/volumes/prune", post(self::volumes::volume_prune))
+        .route(
+            "/volumes/{name}",
+            get(self::volumes::volume_inspect).delete(self::volumes::volume_remove),
         )
         .route("/images/json", get(image_list))
         .route("/images/create", post(image_create))

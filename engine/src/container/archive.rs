@@ -240,6 +240,15 @@ impl Root {
         Ok(Root { fd })
     }
 
+    /// The directory `path` of the container, opened inside the root (symlinks resolved in
+    /// it): an `O_PATH` descriptor, read through `/proc/self/fd/N`.
+    pub fn open_dir(&self, path: &str) -> io::Result<OwnedFd> {
+        self.resolve(
+            &clean(path),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        )
+    }
+
     /// Opens `path` (cleaned, absolute in the container) inside the root.
     fn resolve(&self, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
         let rel = path.strip_prefix("/").unwrap_or(path);

@@ -79,6 +79,10 @@ pub struct Record {
     /// The ports it publishes while it runs.
     #[serde(default)]
     pub published: Vec<crate::network::Published>,
+    /// Its volumes (named, anonymous, image-declared, from `--volumes-from`), resolved at
+    /// create.
+    #[serde(default)]
+    pub volumes: Vec<crate::volume::VolumeMount>,
 }
 
 impl Record {

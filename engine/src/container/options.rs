@@ -597,9 +597,6 @@ pub fn check(h: &mut Value, c: &Value, runtimes: &[&str]) -> Result<Vec<String>,
     }
 
     // ---- mounts and devices ------------------------------------------------------------------
-    if h["VolumesFrom"].as_array().is_some_and(|v| !v.is_empty()) {
-        return bad("--volumes-from is not supported yet: berthd has no volumes".into());
-    }
     for d in h["Devices"].as_array().into_iter().flatten() {
         let path = d["PathOnHost"].as_str().unwrap_or_default();
         if let Err(e) = std::fs::metadata(path) {

@@ -422,6 +422,15 @@ impl Engine {
             }
         }
         crate::network::parse_bindings(&host_config, &config).map_err(ApiError::bad_request)?;
+        // The image's VOLUME paths are the container's too (inspect shows them in
+        // Config.Volumes); each gets an anonymous volume unless something is mounted there.
+        if let Some(img_vols) = img["Volumes"].as_object().filter(|v| !v.is_empty()) {
+            let mut vols = config["Volumes"].as_object().cloned().unwrap_or_default();
+            for (k, v) in img_vols {
+                vols.entry(k.clone()).or_insert(v.clone());
+            }
+            config["Volumes"] = Value::Object(vols);
+        }
         // `container:<name>` modes name a container that exists (it must run at start).
         for k in ["NetworkMode", "IpcMode", "PidMode"] {
             let Some(name) =
@@ -450,8 +459,12 @@ impl Engine {
         {
             host_config["MemorySwap"] = json!(memory * 2);
         }
+        let volumes = self.resolve_volumes(&host_config, &config, &Value::Null)?;
         let dir = self.container_dir(&id);
-        std::fs::create_dir_all(&dir)?;
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            self.remove_anonymous_volumes(&volumes);
+            return Err(e.into());
+        }
         let rec = Record {
             id: id.clone(),
             name,
@@ -476,15 +489,19 @@ impl Engine {
             endpoints,
             sandbox: String::new(),
             published: Vec::new(),
+            volumes,
         };
         // Validate the spec now, so bad binds or options fail at create as in Docker.
-        self.write_files(&rec)?;
-        let files = self.spec_files(&rec);
-        crate::container::build_spec(&rec, &files.as_spec())?;
-        self.images.prepare_rootfs(&image.id, &id)?;
-        if let Err(e) = self.put(rec.clone()) {
+        let checked = self.write_files(&rec).and_then(|()| {
+            let files = self.spec_files(&rec);
+            crate::container::build_spec(&rec, &files.as_spec())?;
+            self.images.prepare_rootfs(&image.id, &id)?;
+            Ok(())
+        });
+        if let Err(e) = checked.and_then(|()| self.put(rec.clone())) {
             let _ = self.images.remove_rootfs(&id);
             let _ = std::fs::remove_dir_all(&dir);
+            self.remove_anonymous_volumes(&rec.volumes);
             return Err(e);
         }
         self.emit_container(&rec, "create", &[]);
@@ -716,6 +733,7 @@ impl Engine {
             .map_err(|e| ApiError::internal(e.to_string()))?
             .map_err(|e| ApiError::bad_request(format!("create working directory {cwd}: {e}")))?;
         }
+        self.fill_volumes(&rec)?;
         let files = self.spec_files(&rec);
         let mut files = files.as_spec();
         files.user = Some(&user);
@@ -872,6 +890,41 @@ impl Engine {
         Ok(())
     }
 
+    /// Docker's copy-up: an empty volume mounted where the image has content gets that
+    /// content (owners and modes kept) before the container first runs with it; then the
+    /// volumes' `mount` events.
+    fn fill_volumes(self: &Arc<Self>, rec: &Record) -> ApiResult<()> {
+        let empty = |v: &crate::volume::VolumeMount| {
+            std::fs::read_dir(&v.source).is_ok_and(|mut d| d.next().is_none())
+        };
+        let todo: Vec<&crate::volume::VolumeMount> = rec
+            .volumes
+            .iter()
+            .filter(|v| !v.nocopy && !v.name.is_empty() && empty(v))
+            .collect();
+        if !todo.is_empty() {
+            let lease = self.lease_rootfs(rec)?;
+            for v in todo {
+                // Resolved inside the rootfs: a symlink in the image cannot point it outside.
+                let Ok(dir) = lease.root.open_dir(&v.destination) else {
+                    continue;
+                };
+                use std::os::fd::AsRawFd;
+                let src = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+                crate::volume::copy_up(&src, std::path::Path::new(&v.source)).map_err(|e| {
+                    ApiError::internal(format!(
+                        "copy the image's {} into volume {}: {e}",
+                        v.destination, v.name
+                    ))
+                })?;
+            }
+        }
+        for v in rec.volumes.iter().filter(|v| !v.name.is_empty()) {
+            self.emit_volume(&v.name, "mount", &volume_event_attrs(rec, v));
+        }
+        Ok(())
+    }
+
     /// The namespaces `rec` joins for its `container:<name>` modes; the other container must
     /// be running, as in dockerd.
     fn namespace_joins(&self, rec: &Record) -> ApiResult<Vec<(&'static str, String)>> {
@@ -965,6 +1018,9 @@ impl Engine {
             seen = now;
         }
         self.endpoints_down(id).await;
+        for v in rec.volumes.iter().filter(|v| !v.name.is_empty()) {
+            self.emit_volume(&v.name, "unmount", &[("container", rec.id.clone())]);
+        }
         if rec.auto_remove() {
             // The removal cleans the task up too, after the container is gone from the API.
             let _ = self.remove(id, true).await;
@@ -1287,6 +1343,18 @@ impl Engine {
 
     /// `DELETE /containers/{id}`.
     pub async fn remove(self: &Arc<Self>, key: &str, force: bool) -> ApiResult<()> {
+        let volumes = self.find(key).is_ok_and(|r| r.auto_remove());
+        self.remove_with_volumes(key, force, volumes).await
+    }
+
+    /// `DELETE /containers/{id}?v=1`: the removal, and with `volumes` the container's
+    /// anonymous volumes that no other container uses (`run --rm` does it too).
+    pub async fn remove_with_volumes(
+        self: &Arc<Self>,
+        key: &str,
+        force: bool,
+        volumes: bool,
+    ) -> ApiResult<()> {
         let rec = self.find(key)?;
         if rec.restarting() {
             if !force {
@@ -1342,6 +1410,9 @@ impl Engine {
             }
         }
         self.emit_container(&rec, "destroy", &[]);
+        if volumes {
+            self.remove_anonymous_volumes(&rec.volumes);
+        }
         self.notify();
         let me = Arc::clone(self);
         let id = rec.id.clone();
@@ -1580,4 +1651,15 @@ impl Drop for RootfsLease {
             None => {}
         }
     }
+}
+
+/// A volume `mount` event's attributes, as dockerd sends them.
+fn volume_event_attrs(rec: &Record, v: &crate::volume::VolumeMount) -> Vec<(&'static str, String)> {
+    vec![
+        ("container", rec.id.clone()),
+        ("destination", v.destination.clone()),
+        ("driver", "local".into()),
+        ("propagation", String::new()),
+        ("read/write", v.rw.to_string()),
+    ]
 }

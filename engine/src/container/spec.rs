@@ -399,8 +399,9 @@ fn blkio_devices(list: &Value, key: &str, field: &str) -> Result<Vec<Value>, Api
     Ok(out)
 }
 
-/// The container's own mounts: `-v` binds, `--mount` (bind, tmpfs) and `--tmpfs`.
-fn user_mounts(h: &Value) -> Result<Vec<Value>, ApiError> {
+/// The container's own mounts: `-v` binds, `--mount` (bind, tmpfs), `--tmpfs`, and its
+/// volumes (resolved at create: named, anonymous, image-declared, `--volumes-from`).
+fn user_mounts(h: &Value, volumes: &[crate::volume::VolumeMount]) -> Result<Vec<Value>, ApiError> {
     let mut out: Vec<Value> = Vec::new();
     let push = |m: Value, out: &mut Vec<Value>| -> Result<(), ApiError> {
         let dst = m["destination"].as_str().unwrap_or_default().to_string();
@@ -421,9 +422,8 @@ fn user_mounts(h: &Value) -> Result<Vec<Value>, ApiError> {
             )));
         }
         if !parts[0].starts_with('/') {
-            return Err(ApiError::bad_request(format!(
-                "invalid volume specification: '{s}': named volumes are not supported yet (only host-path binds)"
-            )));
+            // A named volume: among `volumes`.
+            continue;
         }
         let mut ro = false;
         let mut propagation = "rprivate";
@@ -534,17 +534,25 @@ fn user_mounts(h: &Value) -> Result<Vec<Value>, ApiError> {
                 let o: Vec<&str> = o.iter().map(String::as_str).collect();
                 push(mount(target, "tmpfs", "tmpfs", &o), &mut out)?;
             }
-            "volume" => {
-                return Err(invalid(
-                    "named and anonymous volumes are not supported yet (bind and tmpfs are)".into(),
-                ))
-            }
+            // Among `volumes`.
+            "volume" => {}
             _ => {
                 return Err(ApiError::bad_request(format!(
                     "mount type unknown: {kind:?}"
                 )))
             }
         }
+    }
+    for v in volumes {
+        push(
+            mount(
+                &v.destination,
+                "bind",
+                &v.source,
+                &["rbind", "rprivate", if v.rw { "rw" } else { "ro" }],
+            ),
+            &mut out,
+        )?;
     }
     if let Some(t) = h["Tmpfs"].as_object() {
         for (dst, opts) in t {
@@ -774,7 +782,7 @@ pub fn build_spec(rec: &Record, files: &SpecFiles<'_>) -> Result<Value, ApiError
         bind(init, "/sbin/docker-init", true);
     }
     // The container's own mounts replace defaults at the same place (`--tmpfs /dev/shm`).
-    let own = user_mounts(h)?;
+    let own = user_mounts(h, &rec.volumes)?;
     mounts.retain(|m| !own.iter().any(|o| o["destination"] == m["destination"]));
     mounts.extend(own);
 
