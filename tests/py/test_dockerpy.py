@@ -524,8 +524,38 @@ def _get(url):
         return None
 
 
+def volumes_create_mount_and_prune():
+    """volumes.create/get/list/remove/prune, a named volume mounted by volumes=, its data
+    kept across containers, 409 while in use."""
+    vol = client.volumes.create(name("vol"), labels=LABELS)
+    eq(client.volumes.get(name("vol")).attrs["Driver"], "local", "driver")
+    eq([v.name for v in client.volumes.list(filters={"label": f"berth-dockerpy={PREFIX}"})],
+       [name("vol")], "list by label")
+    client.containers.run(IMAGE, ["sh", "-c", "echo py-data > /v/f"], remove=True,
+                          volumes={name("vol"): {"bind": "/v", "mode": "rw"}}, labels=LABELS)
+    out = client.containers.run(IMAGE, ["cat", "/v/f"], remove=True,
+                                volumes=[f"{name('vol')}:/v:ro"], labels=LABELS)
+    eq(out, b"py-data\n", "data kept")
+    holder = client.containers.create(IMAGE, ["true"], name=name("volholder"),
+                                      volumes={name("vol"): {"bind": "/v"}}, labels=LABELS)
+    try:
+        vol.remove()
+        raise AssertionError("a volume in use was removed")
+    except docker.errors.APIError as e:
+        eq(e.status_code, 409, "remove in use")
+    holder.remove(v=True)
+    pruned = client.volumes.prune(filters={"label": f"berth-dockerpy={PREFIX}", "all": "true"})
+    eq(pruned["VolumesDeleted"], [name("vol")], "prune all")
+    try:
+        client.volumes.get(name("vol"))
+        raise AssertionError("a pruned volume is still there")
+    except docker.errors.NotFound:
+        pass
+
+
 for fn in (
     system_version_ping_info,
+    volumes_create_mount_and_prune,
     networks_ports_and_names,
     create_options_take_effect,
     archive_diff_commit_update,
