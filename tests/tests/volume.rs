@@ -251,3 +251,73 @@ fn copy_up_image_volumes_anonymous_volumes_and_prune() {
     );
     assert!(out.contains("size=2048k"), "{out}");
 }
+
+#[test]
+#[ignore = "needs root: runs containers under berthd"]
+fn local_driver_options_mount_tmpfs_and_binds() {
+    skip_unless_root!();
+    let Some(env) = start() else { return };
+    let t = unique_id("tmpv");
+    ok(
+        &env,
+        &[
+            "volume",
+            "create",
+            "-o",
+            "type=tmpfs",
+            "-o",
+            "device=tmpfs",
+            "-o",
+            "o=size=3m,mode=0770",
+            &t,
+        ],
+    );
+    let out = sh(
+        &env,
+        &["-v", &format!("{t}:/t")],
+        "grep ' /t ' /proc/mounts; stat -c %a /t",
+    );
+    assert!(
+        out.contains("tmpfs /t tmpfs") && out.contains("size=3072k"),
+        "{out}"
+    );
+    assert!(out.trim().ends_with("770"), "{out}");
+    // Unmounted again when no container uses it.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    assert!(
+        !mountinfo.contains(&format!("/volumes/{t}/_data")),
+        "{mountinfo}"
+    );
+
+    let src = env.dir().join("bind-src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("h"), "from-host\n").expect("write");
+    let b = unique_id("bindv");
+    let device = format!("device={}", src.display());
+    ok(
+        &env,
+        &[
+            "volume",
+            "create",
+            "-o",
+            "type=none",
+            "-o",
+            &device,
+            "-o",
+            "o=bind",
+            &b,
+        ],
+    );
+    assert_eq!(
+        sh(&env, &["-v", &format!("{b}:/b")], "cat /b/h"),
+        "from-host\n"
+    );
+    fails(
+        &env,
+        &["volume", "create", "-o", "foo=bar", &unique_id("bad")],
+        "invalid option key",
+    );
+    let df = ok(&env, &["system", "df", "-v"]);
+    assert!(df.contains(&t) && df.contains(&b), "{df}");
+    ok(&env, &["volume", "rm", &t, &b]);
+}

@@ -147,11 +147,23 @@ pub(crate) async fn system_df(State(e): S) -> ApiResult<Response> {
     // pushes and saves) and partial downloads.
     let kept = crate::registry::dir_size(&e.images.root().join("blobs/sha256"))
         + e.registry.downloads_size();
+    let volumes: Vec<Value> = e
+        .volume_list()
+        .iter()
+        .map(|v| {
+            let mut j = super::volumes::volume_json(&e, v);
+            j["UsageData"] = json!({
+                "Size": e.volume_size(&v.name),
+                "RefCount": e.volume_users(&v.name).len(),
+            });
+            j
+        })
+        .collect();
     Ok(ok_json(json!({
         "LayersSize": du.layers_size + kept,
         "Images": images,
         "Containers": containers,
-        "Volumes": [],
+        "Volumes": volumes,
         "BuildCache": [],
     })))
 }

@@ -6,7 +6,7 @@ use super::*;
 use crate::volume::Volume;
 
 /// A volume in Docker's JSON.
-fn volume_json(e: &Engine, v: &Volume) -> Value {
+pub(crate) fn volume_json(e: &Engine, v: &Volume) -> Value {
     json!({
         "CreatedAt": v.created,
         "Driver": v.driver,

@@ -897,6 +897,9 @@ impl Engine {
         let empty = |v: &crate::volume::VolumeMount| {
             std::fs::read_dir(&v.source).is_ok_and(|mut d| d.next().is_none())
         };
+        for v in rec.volumes.iter().filter(|v| !v.name.is_empty()) {
+            self.volume_mount(&v.name)?;
+        }
         let todo: Vec<&crate::volume::VolumeMount> = rec
             .volumes
             .iter()
@@ -1019,6 +1022,7 @@ impl Engine {
         }
         self.endpoints_down(id).await;
         for v in rec.volumes.iter().filter(|v| !v.name.is_empty()) {
+            self.volume_unmount_unused(&v.name, &rec.id);
             self.emit_volume(&v.name, "unmount", &[("container", rec.id.clone())]);
         }
         if rec.auto_remove() {

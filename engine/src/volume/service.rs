@@ -107,10 +107,21 @@ impl Engine {
                 "error looking up volume plugin {driver}: plugin \"{driver}\" not found"
             )));
         }
-        if !options.is_empty() {
+        // The local driver's options, as dockerd takes them: mount(2)'s source, type and
+        // options, applied when a container first mounts the volume.
+        for k in options.keys() {
+            if !["type", "device", "o"].contains(&k.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "create {name}: invalid option key: {k:?}"
+                )));
+            }
+        }
+        if !options.is_empty()
+            && (options.get("type").is_none_or(String::is_empty)
+                || options.get("device").is_none_or(String::is_empty))
+        {
             return Err(ApiError::bad_request(format!(
-                "create {name}: berthd's local driver takes no options yet (given: {})",
-                options.keys().cloned().collect::<Vec<_>>().join(", ")
+                "create {name}: missing required option: \"type\" and \"device\" go together"
             )));
         }
         if let Ok(v) = self.volume_get(&name) {
@@ -121,7 +132,8 @@ impl Engine {
         let v = Volume {
             name: name.clone(),
             driver: "local".into(),
-            created: crate::now(),
+            // The local driver's RFC 3339 with seconds, as dockerd's.
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             labels,
             options,
         };
@@ -153,6 +165,10 @@ impl Engine {
             )));
         }
         let dir = self.volumes_dir().join(name);
+        let data = dir.join("_data");
+        if is_mount_point(&data) {
+            let _ = nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH);
+        }
         // The record first: a crash in the middle leaves a half-made volume, removed at start.
         std::fs::remove_file(dir.join("volume.json")).map_err(io)?;
         std::fs::remove_dir_all(&dir).map_err(io)?;
@@ -411,6 +427,55 @@ impl Engine {
         Ok(out)
     }
 
+    /// Mounts a volume made with `-o type=... -o device=... -o o=...` on its data directory
+    /// (once: a volume already mounted stays as it is).
+    pub(crate) fn volume_mount(&self, name: &str) -> ApiResult<()> {
+        let v = self.volume_get(name)?;
+        if v.options.is_empty() {
+            return Ok(());
+        }
+        let path = self.volume_path(name);
+        if is_mount_point(&path) {
+            return Ok(());
+        }
+        let (flags, data) = mount_options(v.options.get("o").map(String::as_str).unwrap_or(""));
+        let kind = v.options.get("type").map(String::as_str).unwrap_or("none");
+        let device = v.options.get("device").map(String::as_str).unwrap_or("");
+        nix::mount::mount(
+            Some(device),
+            &path,
+            (kind != "none").then_some(kind),
+            flags,
+            (!data.is_empty()).then_some(data.as_str()),
+        )
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "error while mounting volume '{}': failed to mount local volume: mount {device}:{} , flags: {:#x}, data: {data}: {e}",
+                path.display(),
+                path.display(),
+                flags.bits()
+            ))
+        })
+    }
+
+    /// Unmounts a volume with mount options when no running container uses it any more.
+    pub(crate) fn volume_unmount_unused(&self, name: &str, leaving: &str) {
+        let Ok(v) = self.volume_get(name) else { return };
+        if v.options.is_empty() {
+            return;
+        }
+        let in_use = self
+            .list()
+            .iter()
+            .any(|r| r.id != leaving && r.running() && r.volumes.iter().any(|m| m.name == name));
+        let path = self.volume_path(name);
+        if !in_use && is_mount_point(&path) {
+            if let Err(e) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+                tracing::warn!(volume = %name, error = %e, "unmount volume");
+            }
+        }
+    }
+
     /// Removes the anonymous volumes of a removed container that no other container uses.
     pub(crate) fn remove_anonymous_volumes(&self, mounts: &[VolumeMount]) {
         for m in mounts.iter().filter(|m| !m.name.is_empty()) {
@@ -421,6 +486,37 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether `path` is a mount point (in berthd's mount namespace).
+fn is_mount_point(path: &Path) -> bool {
+    let want = path.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_ref()))
+}
+
+/// The `o` option of the local driver: mount(2) flags and the rest as data.
+fn mount_options(o: &str) -> (nix::mount::MsFlags, String) {
+    use nix::mount::MsFlags;
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for opt in o.split(',').filter(|x| !x.is_empty()) {
+        match opt {
+            "bind" => flags |= MsFlags::MS_BIND,
+            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => flags &= !MsFlags::MS_RDONLY,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "noatime" => flags |= MsFlags::MS_NOATIME,
+            "sync" => flags |= MsFlags::MS_SYNCHRONOUS,
+            other => data.push(other),
+        }
+    }
+    (flags, data.join(","))
 }
 
 /// Docker's copy-up: fills an empty volume directory `dst` from `src` (the image's content
