@@ -58,8 +58,9 @@ struct Args {
     /// docker CLI used for the end-to-end runs (against both daemons).
     #[arg(long, default_value = "docker")]
     docker: PathBuf,
-    /// Sections to run, comma-separated: run, exec, memory, logs, cp, commit, seccomp, net.
-    #[arg(long, default_value = "run,exec,memory,logs,cp,commit,seccomp,net")]
+    /// Sections to run, comma-separated: run, exec, memory, logs, cp, commit, seccomp, net,
+    /// vol.
+    #[arg(long, default_value = "run,exec,memory,logs,cp,commit,seccomp,net,vol")]
     only: String,
     /// `docker cp` data set: this many files...
     #[arg(long, default_value_t = 1000)]
@@ -185,6 +186,9 @@ async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
     }
     if args.wants("net") {
         measure_net(args, engines)?;
+    }
+    if args.wants("vol") {
+        measure_vol(args, engines)?;
     }
     Ok(())
 }
@@ -781,6 +785,129 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
         &dns,
         "target <= 1.0x",
     );
+    Ok(())
+}
+
+/// Volumes (issue 13): `docker run --rm -v vol:/data`; in a named volume and, for reference,
+/// in a host directory bound with `-v /dir:/data`: a 1 GiB sequential write (fsync'd) and read
+/// (page cache dropped first) with dd, and 10,000 small files made by the shell.
+fn measure_vol(args: &Args, engines: &[Engine; 2]) -> Result<()> {
+    for e in engines {
+        docker_out(args, e, &["volume", "create", "benchvol"])?;
+    }
+    let mut times = [Vec::new(), Vec::new()];
+    for i in 0..args.warmup + args.runs {
+        for k in 0..2 {
+            let e = (i + k) % 2;
+            let t = docker_timed(
+                args,
+                &engines[e],
+                &[
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "-v",
+                    "benchvol:/data",
+                    IMAGE,
+                    "true",
+                ],
+            )?;
+            if i >= args.warmup {
+                times[e].push(t);
+            }
+        }
+    }
+    println!("volumes (median / p90 / min)");
+    report("run --rm -v vol:/data", engines, &times, "target <= 0.40x");
+
+    let host_dir = engines[0]
+        .dir
+        .parent()
+        .unwrap_or(Path::new("/tmp"))
+        .join("vol-host");
+    let drop_caches = || {
+        let _ = Command::new("sync").status();
+        let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+    };
+    // (label, engine, mount spec)
+    let mut cases: Vec<(String, usize, String)> = Vec::new();
+    for (k, e) in engines.iter().enumerate() {
+        cases.push((format!("{} volume", e.name), k, "benchvol:/data".into()));
+    }
+    cases.push((
+        "host dir".into(),
+        0,
+        format!("{}:/data", host_dir.display()),
+    ));
+    let mut write: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    let mut read: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    let mut small: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for _ in 0..args.rounds {
+        for (c, (_, k, spec)) in cases.iter().enumerate() {
+            let _ = std::fs::create_dir_all(&host_dir);
+            let e = &engines[*k];
+            let run = |script: &str| -> Result<f64> {
+                let out = docker_cmd(args, e)
+                    .args([
+                        "run",
+                        "--rm",
+                        "--network",
+                        "none",
+                        "-v",
+                        spec,
+                        IMAGE,
+                        "sh",
+                        "-c",
+                    ])
+                    .arg(format!("time sh -c '{script}'"))
+                    .output()?;
+                if !out.status.success() {
+                    bail!(
+                        "{}: {script}: {}",
+                        e.name,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                busybox_real(&String::from_utf8_lossy(&out.stderr)).context("no time from busybox")
+            };
+            let w = run("dd if=/dev/zero of=/data/big bs=1M count=1024 conv=fsync 2>/dev/null")?;
+            drop_caches();
+            let r = run("dd if=/data/big of=/dev/null bs=1M 2>/dev/null")?;
+            let f = run(
+                "mkdir -p /data/small && cd /data/small && i=0; while [ $i -lt 10000 ]; do echo $i > f$i; i=$((i+1)); done; sync",
+            )?;
+            run("rm -rf /data/big /data/small")?;
+            write[c].push(1024.0 / w.max(0.001));
+            read[c].push(1024.0 / r.max(0.001));
+            small[c].push(f);
+        }
+    }
+    let med = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    for (what, data, unit) in [
+        ("1 GiB write (fsync)", &write, "MiB/s"),
+        ("1 GiB read (cold)", &read, "MiB/s"),
+        ("10,000 small files", &small, "s"),
+    ] {
+        for (c, (label, _, _)) in cases.iter().enumerate() {
+            println!("{what:<26} {label:<14} {:>10.2} {unit}", med(&data[c]));
+        }
+        let (b, d, h) = (med(&data[0]), med(&data[1]), med(&data[2]));
+        // Rates: higher is better; the small files are a time: lower is better.
+        let (vs_docker, vs_host) = if unit == "s" {
+            (d / b.max(f64::MIN_POSITIVE), h / b.max(f64::MIN_POSITIVE))
+        } else {
+            (b / d.max(f64::MIN_POSITIVE), b / h.max(f64::MIN_POSITIVE))
+        };
+        println!(
+            "{what:<26} berth vs docker {vs_docker:.2}x, vs host dir {vs_host:.2}x (targets >= 1.0x, >= 0.95x)"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&host_dir);
     Ok(())
 }
 
