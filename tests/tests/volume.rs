@@ -141,8 +141,60 @@ fn named_volumes_keep_data_across_containers_and_a_kill_9() {
         ],
     );
     assert_eq!(mounts.trim(), format!("volume {v} /data true"));
+    // docker cp sees the volume's content in a stopped container, both ways.
+    let copied = env.dir().join("copied-f");
+    ok(
+        &env,
+        &[
+            "cp",
+            &format!("{holder}:/data/f"),
+            &copied.to_string_lossy(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(&copied).unwrap_or_default(),
+        "kept\n"
+    );
+    std::fs::write(&copied, "put\n").expect("write");
+    ok(
+        &env,
+        &[
+            "cp",
+            &copied.to_string_lossy(),
+            &format!("{holder}:/data/put"),
+        ],
+    );
+    assert_eq!(
+        sh(&env, &["-v", &format!("{v}:/data")], "cat /data/put"),
+        "put\n"
+    );
     ok(&env, &["rm", &holder]);
     ok(&env, &["volume", "rm", &v, &fresh]);
+    // The volumes' events (since the restart: berthd keeps its event history in memory).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let events = ok(
+        &env,
+        &[
+            "events",
+            "--since",
+            "10m",
+            "--until",
+            "0s",
+            "--filter",
+            "type=volume",
+            "--format",
+            "{{.Action}} {{.Actor.ID}}",
+        ],
+    );
+    for want in [
+        format!("create {fresh}"),
+        format!("mount {v}"),
+        format!("unmount {v}"),
+        format!("destroy {v}"),
+        format!("destroy {fresh}"),
+    ] {
+        assert!(events.lines().any(|l| l == want), "{want}: {events}");
+    }
     assert!(!volumes(&env).contains(&v));
 
     // dockerd's errors.

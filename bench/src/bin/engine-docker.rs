@@ -843,8 +843,11 @@ fn measure_vol(args: &Args, engines: &[Engine; 2]) -> Result<()> {
     let mut write: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     let mut read: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     let mut small: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    for _ in 0..args.rounds {
-        for (c, (_, k, spec)) in cases.iter().enumerate() {
+    for round in 0..args.rounds {
+        // Each round in another order: the disk's state favours no case.
+        for step in 0..cases.len() {
+            let c = (step + round) % cases.len();
+            let (_, k, spec) = &cases[c];
             let _ = std::fs::create_dir_all(&host_dir);
             let e = &engines[*k];
             let run = |script: &str| -> Result<f64> {

@@ -40,7 +40,7 @@ pub(crate) async fn archive_head(
     let path = path_param(&q)?;
     let (e2, r2, p2) = (e.clone(), rec.clone(), path.clone());
     let st = blocking(move || {
-        let lease = e2.lease_rootfs(&r2)?;
+        let lease = e2.lease_rootfs_with_volumes(&r2)?;
         lease.root.stat(&p2).map_err(|x| archive_error(x, &p2, &r2))
     })
     .await?;
@@ -60,7 +60,7 @@ pub(crate) async fn archive_get(
     let path = path_param(&q)?;
     let (e2, r2, p2) = (e.clone(), rec.clone(), path.clone());
     let (lease, st) = blocking(move || {
-        let lease = e2.lease_rootfs(&r2)?;
+        let lease = e2.lease_rootfs_with_volumes(&r2)?;
         let st = lease
             .root
             .stat(&p2)
@@ -101,7 +101,7 @@ pub(crate) async fn archive_put(
     let reader = body_reader(req.into_body());
     let (e2, r2) = (e.clone(), rec.clone());
     blocking(move || {
-        let lease = e2.lease_rootfs(&r2)?;
+        let lease = e2.lease_rootfs_with_volumes(&r2)?;
         lease
             .root
             .extract(&path, reader, copy_owner, no_overwrite)

@@ -249,6 +249,31 @@ impl Root {
         )
     }
 
+    /// Like [`Root::open_dir`], making the directory (`mkdir -p`, inside the root) when
+    /// missing: a volume's mount point in a container that never ran.
+    pub fn make_dir(&self, path: &str) -> io::Result<OwnedFd> {
+        let p = clean(path);
+        if let Ok(fd) = self.open_dir(path) {
+            return Ok(fd);
+        }
+        let (parent, name) = self.make_parent(&p).map_err(|e| match e {
+            ArchiveError::Io(e) => e,
+            ArchiveError::NotFound => io::Error::from(io::ErrorKind::NotFound),
+            ArchiveError::Invalid(m) => io::Error::other(m),
+        })?;
+        if let Some(n) = name {
+            match nix::sys::stat::mkdirat(
+                Some(parent.as_raw_fd()),
+                n.as_os_str(),
+                Mode::from_bits_truncate(0o755),
+            ) {
+                Ok(()) | Err(nix::Error::EEXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.open_dir(path)
+    }
+
     /// Opens `path` (cleaned, absolute in the container) inside the root.
     fn resolve(&self, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
         let rel = path.strip_prefix("/").unwrap_or(path);

@@ -1520,6 +1520,8 @@ pub struct RootfsLease {
     /// A read-only view of its own (not shared): unmounted when the lease goes.
     private: bool,
     pub root: super::archive::Root,
+    /// The shared lease a private view with the volumes is made over (released after it).
+    base: Option<Box<RootfsLease>>,
 }
 
 impl Engine {
@@ -1534,6 +1536,7 @@ impl Engine {
                     mounted: None,
                     private: false,
                     root,
+                    base: None,
                 });
             }
         }
@@ -1562,6 +1565,7 @@ impl Engine {
                 mounted: Some(dir),
                 private: false,
                 root,
+                base: None,
             }),
             Err(e) => {
                 self.release_rootfs(&rec.id, &dir);
@@ -1570,6 +1574,84 @@ impl Engine {
                 )))
             }
         }
+    }
+
+    /// Leases `rec`'s filesystem as `docker cp` sees it, with its volumes: a running
+    /// container's through `/proc/<pid>/root`; a stopped one's as a private bind of its
+    /// rootfs lease with each volume bound at its destination (opened inside the rootfs, so a
+    /// symlink cannot move it outside), all gone with the lease.
+    pub fn lease_rootfs_with_volumes(self: &Arc<Self>, rec: &Record) -> ApiResult<RootfsLease> {
+        use nix::mount::{mount, MsFlags};
+        let base = self.lease_rootfs(rec)?;
+        let Some(base_dir) = base.mounted.clone().filter(|_| !rec.volumes.is_empty()) else {
+            return Ok(base);
+        };
+        let dir = self.container_dir(&rec.id).join(format!(
+            "rootfs-cp-{}",
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let fail = |what: &str, e: nix::Error| {
+            let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(&dir);
+            ApiError::internal(format!("{what}: {e}"))
+        };
+        mount(
+            Some(&base_dir),
+            &dir,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| fail("bind the container's rootfs", e))?;
+        // Private: the volumes bound below must not show in the shared lease.
+        mount(
+            None::<&str>,
+            &dir,
+            None::<&str>,
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| fail("make the rootfs view private", e))?;
+        let root = super::archive::Root::open(&dir)
+            .map_err(|e| ApiError::internal(format!("open the rootfs: {e}")))?;
+        for v in &rec.volumes {
+            // The runtime makes mount points at start; a container that never ran lacks them.
+            let Ok(fd) = root.make_dir(&v.destination) else {
+                continue;
+            };
+            use std::os::fd::AsRawFd;
+            let at = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+            mount(
+                Some(v.source.as_str()),
+                &at,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| fail("bind a volume", e))?;
+            if !v.rw {
+                mount(
+                    None::<&str>,
+                    &at,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                    None::<&str>,
+                )
+                .map_err(|e| fail("make a volume read-only", e))?;
+            }
+        }
+        // A root opened after the volumes are in place sees them.
+        let root = super::archive::Root::open(&dir)
+            .map_err(|e| ApiError::internal(format!("open the rootfs: {e}")))?;
+        Ok(RootfsLease {
+            engine: self.clone(),
+            id: rec.id.clone(),
+            mounted: Some(dir),
+            private: true,
+            root,
+            base: Some(Box::new(base)),
+        })
     }
 
     /// Leases `rec`'s filesystem without its mounts (what export and commit read): for a
@@ -1613,6 +1695,7 @@ impl Engine {
                 mounted: Some(dir),
                 private: true,
                 root,
+                base: None,
             }),
             Err(e) => {
                 let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
@@ -1654,6 +1737,8 @@ impl Drop for RootfsLease {
             Some(dir) => self.engine.release_rootfs(&self.id, dir),
             None => {}
         }
+        // The shared lease under a private view goes after it.
+        drop(self.base.take());
     }
 }
 
