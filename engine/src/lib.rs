@@ -187,6 +187,17 @@ pub async fn run(config: Config) -> Result<()> {
     result
 }
 
+/// A JSON object of strings (labels, options) as a map; anything else is empty.
+pub fn string_map(v: &Value) -> std::collections::BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The host's architecture in Go's (Docker's) words.
 pub fn host_arch() -> &'static str {
     match std::env::consts::ARCH {

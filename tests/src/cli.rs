@@ -256,6 +256,17 @@ impl CliEnv {
         out.stdout
     }
 
+    /// `docker <args>` that must fail with `message` in its stderr (dockerd's words).
+    #[track_caller]
+    pub fn docker_fails(&self, args: &[&str], message: &str) {
+        let out = self.docker_output(args);
+        assert_ne!(out.code(), 0, "{args:?} was accepted: {out}");
+        assert!(
+            out.stderr.contains(message),
+            "{args:?}: want {message:?}: {out}"
+        );
+    }
+
     /// berthd's pid (`None` for an external daemon).
     pub fn daemon_pid(&self) -> Option<u32> {
         self.daemon.as_ref().and_then(Daemon::pid)

@@ -26,15 +26,9 @@ fn ok(env: &CliEnv, args: &[&str]) -> String {
     env.docker_ok(args)
 }
 
-/// `docker <args>` that must fail with `message` in its stderr.
 #[track_caller]
 fn fails(env: &CliEnv, args: &[&str], message: &str) {
-    let out = env.docker_output(args);
-    assert_ne!(out.code(), 0, "{args:?} was accepted: {out}");
-    assert!(
-        out.stderr.contains(message),
-        "{args:?}: want {message:?}: {out}"
-    );
+    env.docker_fails(args, message)
 }
 
 fn free_port() -> u16 {

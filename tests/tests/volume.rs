@@ -20,12 +20,7 @@ fn ok(env: &CliEnv, args: &[&str]) -> String {
 
 #[track_caller]
 fn fails(env: &CliEnv, args: &[&str], message: &str) {
-    let out = env.docker_output(args);
-    assert_ne!(out.code(), 0, "{args:?} was accepted: {out}");
-    assert!(
-        out.stderr.contains(message),
-        "{args:?}: want {message:?}: {out}"
-    );
+    env.docker_fails(args, message)
 }
 
 /// `docker run --rm <opts> IMAGE sh -c <script>`: its stdout.

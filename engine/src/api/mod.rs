@@ -186,6 +186,20 @@ fn parse_body(body: &Bytes) -> ApiResult<Value> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
 }
 
+/// The `label` (every `key` or `key=value` present) and `label!` (none of them) filters of a
+/// prune or list, against an object's labels.
+fn label_filters_keep(
+    labels: &std::collections::BTreeMap<String, String>,
+    f: &HashMap<String, Vec<String>>,
+) -> bool {
+    let has = |w: &String| match w.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+        None => labels.contains_key(w),
+    };
+    f.get("label").is_none_or(|l| l.iter().all(has))
+        && !f.get("label!").is_some_and(|l| l.iter().any(has))
+}
+
 /// Docker's filters query (`{"label":["a=b"]}` or the legacy `{"label":{"a=b":true}}`).
 fn filters(q: &HashMap<String, String>) -> ApiResult<HashMap<String, Vec<String>>> {
     let Some(raw) = q.get("filters").filter(|s| !s.is_empty()) else {

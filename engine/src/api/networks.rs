@@ -1,7 +1,5 @@
 //! Network endpoints: list, inspect, create, remove, connect, disconnect, prune.
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::container::Record;
 use crate::network::{CreateRequest, IpamConf, Network};
@@ -59,14 +57,6 @@ pub(crate) fn network_json(e: &Engine, n: &Network, containers: bool) -> Value {
         "Containers": ctrs,
         "Options": n.options,
         "Labels": n.labels,
-    })
-}
-
-/// Whether `labels` has every `key` or `key=value` of `wanted`.
-fn labels_match(labels: &BTreeMap<String, String>, wanted: &[String]) -> bool {
-    wanted.iter().all(|w| match w.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-        None => labels.contains_key(w),
     })
 }
 
@@ -131,7 +121,7 @@ pub(crate) async fn network_list(State(e): S, Query(q): Q) -> ApiResult<Response
                 // Dangling: a user network no running container uses.
                 (!n.is_predefined() && e.network_containers(&n.id).is_empty()) == dangling
             })
-            && f.get("label").is_none_or(|l| labels_match(&n.labels, l));
+            && label_filters_keep(&n.labels, &f);
         if keep {
             out.push(network_json(&e, n, false));
         }
@@ -142,16 +132,6 @@ pub(crate) async fn network_list(State(e): S, Query(q): Q) -> ApiResult<Response
 pub(crate) async fn network_inspect(State(e): S, Path(id): Path<String>) -> ApiResult<Response> {
     let n = e.network_find(&id)?;
     Ok(ok_json(network_json(&e, &n, true)))
-}
-
-fn string_map(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 pub(crate) async fn network_create(State(e): S, body: Bytes) -> ApiResult<Response> {
@@ -187,13 +167,13 @@ pub(crate) async fn network_create(State(e): S, body: Bytes) -> ApiResult<Respon
         internal: body["Internal"].as_bool().unwrap_or(false),
         attachable: body["Attachable"].as_bool().unwrap_or(false),
         enable_ipv6: body["EnableIPv6"].as_bool().unwrap_or(false),
-        labels: string_map(&body["Labels"]),
-        options: string_map(&body["Options"]),
+        labels: crate::string_map(&body["Labels"]),
+        options: crate::string_map(&body["Options"]),
         ipam_driver: body["IPAM"]["Driver"]
             .as_str()
             .unwrap_or_default()
             .to_string(),
-        ipam_options: string_map(&body["IPAM"]["Options"]),
+        ipam_options: crate::string_map(&body["IPAM"]["Options"]),
         ipam,
     };
     let n = e.network_create(req).await?;
@@ -259,13 +239,7 @@ pub(crate) async fn network_prune(State(e): S, Query(q): Q) -> ApiResult<Respons
                 continue;
             }
         }
-        if !f.get("label").is_none_or(|l| labels_match(&n.labels, l)) {
-            continue;
-        }
-        if f.get("label!").is_some_and(|l| {
-            l.iter()
-                .any(|x| labels_match(&n.labels, std::slice::from_ref(x)))
-        }) {
+        if !label_filters_keep(&n.labels, &f) {
             continue;
         }
         if e.network_remove(&n.id).await.is_ok() {

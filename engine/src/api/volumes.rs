@@ -1,7 +1,5 @@
 //! Volume endpoints: list, create, inspect, remove, prune.
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::volume::Volume;
 
@@ -15,13 +13,6 @@ pub(crate) fn volume_json(e: &Engine, v: &Volume) -> Value {
         "Name": v.name,
         "Options": if v.options.is_empty() { Value::Null } else { json!(v.options) },
         "Scope": "local",
-    })
-}
-
-fn labels_match(labels: &BTreeMap<String, String>, wanted: &[String]) -> bool {
-    wanted.iter().all(|w| match w.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-        None => labels.contains_key(w),
     })
 }
 
@@ -43,7 +34,7 @@ pub(crate) async fn volume_list(State(e): S, Query(q): Q) -> ApiResult<Response>
             && any("dangling", &|x| {
                 matches!(x, "true" | "1") == e.volume_users(&v.name).is_empty()
             })
-            && f.get("label").is_none_or(|l| labels_match(&v.labels, l));
+            && label_filters_keep(&v.labels, &f);
         if keep {
             out.push(volume_json(&e, &v));
         }
@@ -53,20 +44,11 @@ pub(crate) async fn volume_list(State(e): S, Query(q): Q) -> ApiResult<Response>
 
 pub(crate) async fn volume_create(State(e): S, body: Bytes) -> ApiResult<Response> {
     let body = parse_body(&body)?;
-    let map = |v: &Value| -> BTreeMap<String, String> {
-        v.as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let v = e.volume_create(
         body["Name"].as_str(),
         body["Driver"].as_str().unwrap_or_default(),
-        map(&body["Labels"]),
-        map(&body["DriverOpts"]),
+        crate::string_map(&body["Labels"]),
+        crate::string_map(&body["DriverOpts"]),
     )?;
     Ok(json_resp(StatusCode::CREATED, volume_json(&e, &v)))
 }
@@ -105,13 +87,7 @@ pub(crate) async fn volume_prune(State(e): S, Query(q): Q) -> ApiResult<Response
         if !e.volume_users(&v.name).is_empty() {
             continue;
         }
-        if !f.get("label").is_none_or(|l| labels_match(&v.labels, l)) {
-            continue;
-        }
-        if f.get("label!").is_some_and(|l| {
-            l.iter()
-                .any(|x| labels_match(&v.labels, std::slice::from_ref(x)))
-        }) {
+        if !label_filters_keep(&v.labels, &f) {
             continue;
         }
         let size = e.volume_size(&v.name);

@@ -306,22 +306,8 @@ impl Engine {
             }
             let opts = &m["VolumeOptions"];
             let driver = opts["DriverConfig"]["Name"].as_str().unwrap_or_default();
-            let driver_opts: BTreeMap<String, String> = opts["DriverConfig"]["Options"]
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut labels: BTreeMap<String, String> = opts["Labels"]
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let driver_opts = crate::string_map(&opts["DriverConfig"]["Options"]);
+            let mut labels = crate::string_map(&opts["Labels"]);
             let source = m["Source"].as_str().unwrap_or_default();
             if source.is_empty() {
                 labels.insert(ANONYMOUS_LABEL.into(), String::new());
