@@ -22,7 +22,7 @@ echo "==> installing Debian packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
-    busybox-static libseccomp-dev pkg-config runc gcc libc6-dev ca-certificates
+    busybox-static libseccomp-dev pkg-config runc gcc libc6-dev ca-certificates nftables
 
 # Under sudo, cargo is usually not on root's PATH: use the invoking user's rustup install.
 if ! command -v cargo >/dev/null 2>&1; then

@@ -88,8 +88,8 @@ impl Netlink {
         Ok(Netlink { handle })
     }
 
-    /// The index of the link `name`, if there is one.
-    pub async fn index(&self, name: &str) -> Result<Option<u32>> {
+    /// The link `name`, if there is one.
+    async fn link(&self, name: &str) -> Result<Option<LinkMessage>> {
         let mut links = self
             .handle
             .link()
@@ -97,8 +97,7 @@ impl Netlink {
             .match_name(name.to_string())
             .execute();
         match links.try_next().await {
-            Ok(Some(m)) => Ok(Some(m.header.index)),
-            Ok(None) => Ok(None),
+            Ok(m) => Ok(m),
             Err(rtnetlink::Error::NetlinkError(m))
                 if m.code.map(|c| c.get()) == Some(-libc::ENODEV) =>
             {
@@ -106,6 +105,11 @@ impl Netlink {
             }
             Err(e) => Err(nl(format!("look up link {name}"))(e)),
         }
+    }
+
+    /// The index of the link `name`, if there is one.
+    pub async fn index(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self.link(name).await?.map(|m| m.header.index))
     }
 
     async fn must_index(&self, name: &str) -> Result<u32> {
@@ -291,17 +295,7 @@ impl Netlink {
 
     /// The MTU of a link.
     pub async fn mtu(&self, name: &str) -> Result<Option<u32>> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
-        let m = links
-            .try_next()
-            .await
-            .map_err(nl(format!("look up link {name}")))?;
-        Ok(m.and_then(|m| {
+        Ok(self.link(name).await?.and_then(|m| {
             m.attributes.iter().find_map(|a| match a {
                 LinkAttribute::Mtu(v) => Some(*v),
                 _ => None,

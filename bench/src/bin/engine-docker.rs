@@ -534,6 +534,31 @@ fn busybox_real(text: &str) -> Option<f64> {
     )
 }
 
+/// The median of a list of measurements (0 when empty).
+fn median_f64(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// `docker <argv> sh -c "time sh -c '<script>'"`, which must succeed: the seconds busybox's
+/// `time` reports from inside the container.
+fn busybox_timed(args: &Args, e: &Engine, argv: &[&str], script: &str) -> Result<f64> {
+    let out = docker_cmd(args, e)
+        .args(argv)
+        .args(["sh", "-c"])
+        .arg(format!("time sh -c '{script}'"))
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "{}: {script}: {}",
+            e.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    busybox_real(&String::from_utf8_lossy(&out.stderr)).context("no time from busybox")
+}
+
 /// Throughput rows (higher is better): median MB/s per engine and berth's ratio.
 fn report_rate(
     title: &str,
@@ -542,11 +567,7 @@ fn report_rate(
     unit: &str,
     target: &str,
 ) {
-    let med = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
+    let med = median_f64;
     for (e, r) in engines.iter().zip(rates.iter()) {
         println!("{title:<34} {:<8} {:>10.1} {unit}", e.name, med(r));
     }
@@ -682,11 +703,10 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
         "Gbit/s",
         "target >= 2x",
     );
-    proxy_cpu.sort_by(|a, b| a.total_cmp(b));
     println!(
         "{:<34} docker-proxy {:>8.0}% of a core (median, one stream); berth: no process",
         "published port 127.0.0.1, CPU",
-        proxy_cpu.get(proxy_cpu.len() / 2).copied().unwrap_or(0.0)
+        median_f64(&proxy_cpu)
     );
     if Path::new("/usr/bin/wrk").exists() {
         let mut rps = [Vec::new(), Vec::new()];
@@ -755,21 +775,10 @@ fn measure_net(args: &Args, engines: &[Engine; 2]) -> Result<()> {
             ]);
             c2c[k].push(iperf("between containers", cmd)?);
             let script = format!(
-                "time sh -c 'i=0; while [ $i -lt {lookups} ]; do nslookup netsrv >/dev/null || exit 1; i=$((i+1)); done'"
+                "i=0; while [ $i -lt {lookups} ]; do nslookup netsrv >/dev/null || exit 1; i=$((i+1)); done"
             );
-            let out = docker_cmd(args, e)
-                .args(["exec", "netcli", "sh", "-c", &script])
-                .output()?;
-            if !out.status.success() {
-                bail!(
-                    "{}: lookups failed: {}",
-                    e.name,
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            if let Some(secs) = busybox_real(&String::from_utf8_lossy(&out.stderr)) {
-                dns[k].push(Duration::from_secs_f64(secs / lookups as f64));
-            }
+            let secs = busybox_timed(args, e, &["exec", "netcli"], &script)?;
+            dns[k].push(Duration::from_secs_f64(secs / lookups as f64));
         }
     }
     report_rate(
@@ -850,30 +859,8 @@ fn measure_vol(args: &Args, engines: &[Engine; 2]) -> Result<()> {
             let (_, k, spec) = &cases[c];
             let _ = std::fs::create_dir_all(&host_dir);
             let e = &engines[*k];
-            let run = |script: &str| -> Result<f64> {
-                let out = docker_cmd(args, e)
-                    .args([
-                        "run",
-                        "--rm",
-                        "--network",
-                        "none",
-                        "-v",
-                        spec,
-                        IMAGE,
-                        "sh",
-                        "-c",
-                    ])
-                    .arg(format!("time sh -c '{script}'"))
-                    .output()?;
-                if !out.status.success() {
-                    bail!(
-                        "{}: {script}: {}",
-                        e.name,
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                busybox_real(&String::from_utf8_lossy(&out.stderr)).context("no time from busybox")
-            };
+            let argv = ["run", "--rm", "--network", "none", "-v", spec, IMAGE];
+            let run = |script: &str| busybox_timed(args, e, &argv, script);
             let w = run("dd if=/dev/zero of=/data/big bs=1M count=1024 conv=fsync 2>/dev/null")?;
             drop_caches();
             let r = run("dd if=/data/big of=/dev/null bs=1M 2>/dev/null")?;
@@ -886,11 +873,7 @@ fn measure_vol(args: &Args, engines: &[Engine; 2]) -> Result<()> {
             small[c].push(f);
         }
     }
-    let med = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
+    let med = median_f64;
     for (what, data, unit) in [
         ("1 GiB write (fsync)", &write, "MiB/s"),
         ("1 GiB read (cold)", &read, "MiB/s"),

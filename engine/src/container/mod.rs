@@ -8,6 +8,7 @@ mod naming;
 pub mod options;
 pub mod seccomp;
 mod service;
+pub(crate) use service::hosts_file;
 pub use service::{resolve_user, Attaches};
 mod spec;
 mod store;

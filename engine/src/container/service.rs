@@ -599,30 +599,17 @@ impl Engine {
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect()
         };
-        let host_net = h["NetworkMode"].as_str() == Some("host");
-        let mut hosts = if host_net {
-            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-        } else {
-            let domain = rec.config["Domainname"].as_str().unwrap_or_default();
-            let names = if domain.is_empty() {
-                hostname.to_string()
-            } else {
-                format!("{hostname}.{domain} {hostname}")
-            };
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{names}\n"
-            )
-        };
-        for e in strs("ExtraHosts") {
-            let (name, addr) = e
-                .split_once(':')
-                .or_else(|| e.split_once('='))
-                .unwrap_or((&e, ""));
+        let hosts = if h["NetworkMode"].as_str() == Some("host") {
+            let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
             if !hosts.ends_with('\n') && !hosts.is_empty() {
                 hosts.push('\n');
             }
-            hosts.push_str(&format!("{addr}\t{name}\n"));
-        }
+            push_extra_hosts(&mut hosts, rec);
+            hosts
+        } else {
+            // Its addresses come at start (`write_net_files`).
+            hosts_file(rec, &[], &[])
+        };
         std::fs::write(dir.join("hosts"), hosts)?;
         std::fs::write(
             dir.join("resolv.conf"),
@@ -1751,4 +1738,60 @@ fn volume_event_attrs(rec: &Record, v: &crate::volume::VolumeMount) -> Vec<(&'st
         ("propagation", String::new()),
         ("read/write", v.rw.to_string()),
     ]
+}
+
+/// A container's /etc/hosts, as dockerd writes it: loopback and the IPv6 names, a line per
+/// address of its (`addresses`: the address and the container's aliases on that network, after
+/// its hostname; `127.0.1.1` with its hostname when it has none), `links` lines, then the
+/// `--add-host`s.
+pub(crate) fn hosts_file(
+    rec: &Record,
+    addresses: &[(std::net::IpAddr, &[String])],
+    links: &[String],
+) -> String {
+    let hostname = rec.config["Hostname"].as_str().unwrap_or(rec.short_id());
+    let domain = rec.config["Domainname"].as_str().unwrap_or_default();
+    let names = if domain.is_empty() {
+        hostname.to_string()
+    } else {
+        format!("{hostname}.{domain} {hostname}")
+    };
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    for (ip, aliases) in addresses {
+        let mut line = names.clone();
+        for a in aliases.iter() {
+            if !line.split(' ').any(|x| x == a) {
+                line.push(' ');
+                line.push_str(a);
+            }
+        }
+        hosts.push_str(&format!("{ip}\t{line}\n"));
+    }
+    if addresses.is_empty() {
+        hosts.push_str(&format!("127.0.1.1\t{names}\n"));
+    }
+    for l in links {
+        hosts.push_str(l);
+        hosts.push('\n');
+    }
+    push_extra_hosts(&mut hosts, rec);
+    hosts
+}
+
+/// The `--add-host` lines (`name:addr`, or `name=addr`).
+fn push_extra_hosts(hosts: &mut String, rec: &Record) {
+    for e in rec.host_config["ExtraHosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let e = e.as_str().unwrap_or_default();
+        let (name, addr) = e
+            .split_once(':')
+            .or_else(|| e.split_once('='))
+            .unwrap_or((e, ""));
+        hosts.push_str(&format!("{addr}\t{name}\n"));
+    }
 }

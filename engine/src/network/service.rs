@@ -839,13 +839,9 @@ impl Engine {
                     Err(e) => err = Some(e),
                 }
             }
-            let release = |st_allocs: &mut Vec<Allocator>, ip: Option<(IpAddr, u8, IpAddr)>| {
-                if let Some((ip, _, _)) = ip {
-                    for a in st_allocs.iter_mut() {
-                        if a.subnet().contains(&ip) {
-                            a.release(ip);
-                        }
-                    }
+            let release = |allocs: &mut Vec<Allocator>, got: Option<(IpAddr, u8, IpAddr)>| {
+                if let Some((ip, _, _)) = got {
+                    release_in(allocs, ip);
                 }
             };
             let bad_static =
@@ -977,11 +973,7 @@ impl Engine {
             let mut st = self.net();
             if let Some(allocs) = st.allocators.get_mut(&ep.network_id) {
                 for ip in [ep.ip, ep.ip6].into_iter().flatten() {
-                    for a in allocs.iter_mut() {
-                        if a.subnet().contains(&ip) {
-                            a.release(ip);
-                        }
-                    }
+                    release_in(allocs, ip);
                 }
             }
         }
@@ -1119,61 +1111,20 @@ impl Engine {
         }
     }
 
-    /// The names of the running containers on the network `net_id` for the DNS and /etc/hosts
-    /// of `links`: (names, addresses).
-    fn names_on(&self, net_id: &str) -> Vec<(Vec<String>, Vec<IpAddr>)> {
-        self.list()
-            .into_iter()
-            .filter(|r| r.running())
-            .filter_map(|r| {
-                let ep = r.endpoints.values().find(|e| e.network_id == net_id)?;
-                if ep.ip.is_none() && ep.ip6.is_none() {
-                    return None;
-                }
-                let mut names = vec![
-                    r.name.trim_start_matches('/').to_string(),
-                    r.short_id().to_string(),
-                ];
-                names.extend(ep.aliases.iter().cloned());
-                Some((names, [ep.ip, ep.ip6].into_iter().flatten().collect()))
-            })
-            .collect()
-    }
-
     /// The hosts and resolv.conf of a container with endpoints: its addresses, `--link`s on
     /// the default bridge, `--add-host`s; the embedded resolver on user networks.
     pub(crate) fn write_net_files(&self, rec: &Record) -> ApiResult<()> {
         let dir = self.container_dir(&rec.id);
-        let hostname = rec.config["Hostname"].as_str().unwrap_or(rec.short_id());
-        let domain = rec.config["Domainname"].as_str().unwrap_or_default();
-        let names = if domain.is_empty() {
-            hostname.to_string()
-        } else {
-            format!("{hostname}.{domain} {hostname}")
-        };
-        let mut hosts = String::from(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-        );
-        let mut any = false;
+        // Its addresses on each network, with its aliases there.
+        let mut addresses: Vec<(IpAddr, &[String])> = Vec::new();
         for name in ordered(rec) {
             let ep = &rec.endpoints[&name];
-            // The container's names on that network: its hostname, then its aliases there.
-            let mut line = names.clone();
-            for a in &ep.aliases {
-                if !line.split(' ').any(|x| x == a) {
-                    line.push(' ');
-                    line.push_str(a);
-                }
-            }
             for ip in [ep.ip, ep.ip6].into_iter().flatten() {
-                hosts.push_str(&format!("{ip}\t{line}\n"));
-                any = true;
+                addresses.push((ip, &ep.aliases));
             }
-        }
-        if !any {
-            hosts.push_str(&format!("127.0.1.1\t{names}\n"));
         }
         // --link on the default bridge: the target's address under the alias, its id and name.
+        let mut links = Vec::new();
         for link in strs(&rec.host_config["Links"]) {
             let (target, alias) = split_link(&link);
             let Ok(other) = self.find(target) else {
@@ -1186,20 +1137,14 @@ impl Engine {
                 .and_then(|e| e.ip);
             if let Some(ip) = ip {
                 let oname = other.name.trim_start_matches('/');
-                if alias == oname {
-                    hosts.push_str(&format!("{ip}\t{alias} {}\n", other.short_id()));
+                links.push(if alias == oname {
+                    format!("{ip}\t{alias} {}", other.short_id())
                 } else {
-                    hosts.push_str(&format!("{ip}\t{alias} {} {oname}\n", other.short_id()));
-                }
+                    format!("{ip}\t{alias} {} {oname}", other.short_id())
+                });
             }
         }
-        for e in strs(&rec.host_config["ExtraHosts"]) {
-            let (name, addr) = e
-                .split_once(':')
-                .or_else(|| e.split_once('='))
-                .unwrap_or((&e, ""));
-            hosts.push_str(&format!("{addr}\t{name}\n"));
-        }
+        let hosts = crate::container::hosts_file(rec, &addresses, &links);
         std::fs::write(dir.join("hosts"), hosts)?;
         if self.uses_embedded_dns(rec) {
             let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -1271,6 +1216,13 @@ fn strs(v: &Value) -> Vec<String> {
         .flatten()
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect()
+}
+
+/// Gives `ip` back to the pool of the subnet that holds it.
+fn release_in(allocs: &mut [Allocator], ip: IpAddr) {
+    if let Some(a) = allocs.iter_mut().find(|a| a.subnet().contains(&ip)) {
+        a.release(ip);
+    }
 }
 
 /// `name:alias` (or `name`) of `--link`, without leading slashes.
@@ -1477,15 +1429,21 @@ impl Names for ContainerNames {
 
     fn reverse(&self, ip: IpAddr) -> Option<String> {
         let engine = self.engine.upgrade()?;
-        let me = engine.find(&self.id).ok()?;
-        for (net_name, ep) in &me.endpoints {
-            for (names, ips) in engine.names_on(&ep.network_id) {
-                if ips.contains(&ip) {
-                    return Some(format!("{}.{net_name}", names.first()?));
+        // As lookup: under the records' lock, without copies.
+        engine.with_records(|map| {
+            let me = map.get(&self.id)?;
+            for (net_name, ep) in &me.endpoints {
+                let owner = map.values().filter(|r| r.running()).find(|r| {
+                    r.endpoints.values().any(|o| {
+                        o.network_id == ep.network_id && (o.ip == Some(ip) || o.ip6 == Some(ip))
+                    })
+                });
+                if let Some(r) = owner {
+                    return Some(format!("{}.{net_name}", r.name.trim_start_matches('/')));
                 }
             }
-        }
-        None
+            None
+        })
     }
 
     fn upstreams(&self) -> Vec<SocketAddr> {
