@@ -38,6 +38,8 @@ pub enum Message {
     Stderr(String),
     /// The built image's id (`{"aux":{"ID":...}}`).
     Aux(String),
+    /// A message passed through as it is (a pull's progress).
+    Raw(Value),
 }
 
 /// Where messages go (dropped when the client is gone).

@@ -321,6 +321,7 @@ pub async fn build<B: Backend>(backend: &B, opts: &BuildOptions, out: &Output) -
         return Err(e);
     }
     let img = target.ok_or_else(|| BuildError::Backend("the target stage did not finish".into()))?;
+    out.aux(img.id.clone());
     let used = run.used_args.lock().map(|u| u.clone()).unwrap_or_default();
     let unused: Vec<&String> = opts
         .build_args
@@ -333,7 +334,6 @@ pub async fn build<B: Backend>(backend: &B, opts: &BuildOptions, out: &Output) -
             unused.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
         ));
     }
-    out.aux(img.id.clone());
     out.stream(format!("Successfully built {}\n", short(&img.id)));
     for t in &opts.tags {
         backend.tag(&img.id, t).await?;
@@ -926,21 +926,23 @@ impl<B: Backend> Run<'_, B> {
                 code: Some(code),
             });
         }
-        let committed = self.commit_with_key(st, &container, created_by, key).await;
+        let committed = self.commit_container(st, &container, created_by, key).await;
         if self.opts.rm || self.opts.force_rm {
             self.out.stream(format!("Removing intermediate container {}\n", short(&container)));
             self.backend.remove(&container).await;
         }
-        committed
+        self.out.stream(format!(" ---> {}\n", short(&committed?)));
+        Ok(())
     }
 
-    async fn commit_with_key(
+    /// Commits a container's changes as the step's image (the stage moves to it); its id.
+    async fn commit_container(
         &self,
         st: &mut State,
         container: &str,
         created_by: String,
         key: String,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let id = self
             .backend
             .commit(CommitRequest {
@@ -953,8 +955,7 @@ impl<B: Backend> Run<'_, B> {
             })
             .await?;
         st.image = self.backend.get(&id).await?;
-        self.out.stream(format!(" ---> {}\n", short(&id)));
-        Ok(())
+        Ok(id)
     }
 
     async fn copy(&self, st: &mut State, c: &Copy) -> Result<()> {
@@ -975,7 +976,7 @@ impl<B: Backend> Run<'_, B> {
         st: &mut State,
         c: &Copy,
         kw: &str,
-        fail: &dyn Fn(String) -> BuildError,
+        fail: &(dyn Fn(String) -> BuildError + Sync),
         scratch: &Path,
         holds: &mut Vec<String>,
     ) -> Result<()> {
@@ -1202,7 +1203,9 @@ impl<B: Backend> Run<'_, B> {
                 let _ = std::fs::remove_file(&tar);
                 r?;
             }
-            self.commit_with_key(st, &container, created_by, key).await
+            let id = self.commit_container(st, &container, created_by, key).await?;
+            self.out.stream(format!(" ---> {}\n", short(&id)));
+            Ok(())
         }
         .await;
         self.backend.remove(&container).await;

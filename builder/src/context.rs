@@ -27,7 +27,7 @@ pub fn unpack(body: impl Read, dir: &Path) -> Result<()> {
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         let mut out = io::BufWriter::new(fs::File::create(&spool)?);
         lzma_rs::xz_decompress(&mut r, &mut out)
-            .map_err(|e| BuildError::Request(format!("Error processing tar file: {e}")))?;
+            .map_err(|e| BuildError::Context(format!("Error processing tar file: {e}")))?;
         out.flush()?;
         drop(out);
         let f = fs::File::open(&spool)?;
@@ -50,7 +50,7 @@ pub fn unpack(body: impl Read, dir: &Path) -> Result<()> {
     ar.set_overwrite(true);
     ar.set_unpack_xattrs(false);
     ar.unpack(dir)
-        .map_err(|e| BuildError::Request(format!("Error processing tar file: {e}")))?;
+        .map_err(|e| BuildError::Context(format!("Error processing tar file: {e}")))?;
     Ok(())
 }
 
@@ -91,7 +91,7 @@ pub fn prepare(dir: &Path, name: &str) -> Result<Prepared> {
         path = resolve(dir, "dockerfile")?;
     }
     let text = fs::read(&path).map_err(|_| {
-        BuildError::Request(format!("Cannot locate specified Dockerfile: {name}"))
+        BuildError::Context(format!("Cannot locate specified Dockerfile: {name}"))
     })?;
     let text = String::from_utf8_lossy(&text).into_owned();
     let specific = path.with_file_name(format!(

@@ -8,9 +8,13 @@ pub enum BuildError {
     /// any step runs.
     #[error("{0}")]
     Parse(String),
-    /// A request the builder refuses before it starts (unknown target, bad context).
+    /// A request the builder refuses before it starts (unknown target).
     #[error("{0}")]
     Request(String),
+    /// A context the builder cannot use (no Dockerfile, a broken tar): refused before it
+    /// starts, as the daemon's fault in dockerd's words (500).
+    #[error("{0}")]
+    Context(String),
     /// A step failed; `code` is a failing RUN's exit code.
     #[error("{message}")]
     Step { message: String, code: Option<i64> },
@@ -27,7 +31,10 @@ pub enum BuildError {
 impl BuildError {
     /// Whether the error comes before the build starts (an HTTP error, not a stream message).
     pub fn is_request(&self) -> bool {
-        matches!(self, BuildError::Parse(_) | BuildError::Request(_))
+        matches!(
+            self,
+            BuildError::Parse(_) | BuildError::Request(_) | BuildError::Context(_)
+        )
     }
 
     /// A failing RUN's exit code.

@@ -8,6 +8,7 @@
 #![recursion_limit = "256"]
 
 pub mod api;
+pub mod build;
 pub mod container;
 pub mod error;
 pub mod events;

@@ -131,6 +131,8 @@ pub(crate) fn load(store: &Store, archive: impl Read) -> Result<Vec<Loaded>> {
             diff_ids,
             tags: tags.clone(),
             repo_digest: None,
+            parent: String::new(),
+            cache_key: None,
         })?;
         let repo_tags = tags
             .iter()

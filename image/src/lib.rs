@@ -52,6 +52,8 @@ pub struct Image {
     pub size: u64,
     /// When the store got the image (RFC 3339), for `Metadata.LastTagTime`-like needs.
     pub added: String,
+    /// The build cache key of the step that made it (images made by `docker build`).
+    pub cache_key: Option<String>,
 }
 
 /// One entry of `docker image history`.
@@ -107,6 +109,23 @@ pub struct CommitOptions {
     pub author: String,
     pub created_by: String,
     /// The container's id, recorded in the image config as Docker does.
+    pub container: String,
+}
+
+/// A build step's image (`ImageStore::build_commit`).
+#[derive(Debug, Clone, Default)]
+pub struct BuildCommit {
+    /// The parent image's id (empty for `scratch`).
+    pub parent: String,
+    /// The parent's whole config (for scratch: an empty one with os and architecture).
+    pub parent_config: serde_json::Value,
+    /// The new image's container config.
+    pub config: serde_json::Value,
+    /// The history entry's `created_by`.
+    pub created_by: String,
+    /// The key later builds find this step by.
+    pub cache_key: String,
+    /// The build container it came from (empty for a config-only step).
     pub container: String,
 }
 
@@ -193,6 +212,17 @@ impl ImageStore {
     /// OCI whiteouts), with the container's config.
     pub fn commit(&self, layer: impl Read, options: &CommitOptions) -> Result<Image> {
         self.inner.commit(layer, options)
+    }
+
+    /// A build step's image over `options.parent`, with `layer` (a tar with OCI whiteouts)
+    /// when the step made one.
+    pub fn build_commit(&self, layer: Option<&mut dyn Read>, options: &BuildCommit) -> Result<Image> {
+        self.inner.build_commit(layer, options)
+    }
+
+    /// The image an earlier build step with this parent and cache key made, if it is here.
+    pub fn cached(&self, parent: &str, key: &str) -> Option<String> {
+        self.inner.cached(parent, key)
     }
 
     /// Writes a `docker save`-compatible archive (also readable as an OCI layout: it has

@@ -61,6 +61,8 @@ impl RegistryStore for ImageStore {
                 diff_ids: image.diff_ids,
                 tags: image.repo_tag.into_iter().collect(),
                 repo_digest: Some(image.repo_digest),
+                parent: String::new(),
+                cache_key: None,
             })
             .map_err(to_registry)
     }

@@ -75,6 +75,9 @@ pub(crate) struct ImageRecord {
     /// Familiar `name@sha256:...`.
     #[serde(default)]
     pub(crate) repo_digests: Vec<String>,
+    /// The build step's cache key (images made by `docker build`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cache_key: Option<String>,
 }
 
 /// A layer record, `layers/<key>.json`.
@@ -93,6 +96,10 @@ pub(crate) struct NewRecord {
     pub(crate) diff_ids: Vec<String>,
     pub(crate) tags: Vec<String>,
     pub(crate) repo_digest: Option<String>,
+    /// The image a build step made this one over (empty otherwise).
+    pub(crate) parent: String,
+    /// The build cache key of the step that made it.
+    pub(crate) cache_key: Option<String>,
 }
 
 #[derive(Debug)]
@@ -322,6 +329,7 @@ impl Store {
             diff_ids: rec.diff_ids.clone(),
             size,
             added: rec.added.clone(),
+            cache_key: rec.cache_key.clone(),
         })
     }
 
@@ -629,9 +637,10 @@ impl Store {
         let mut rec = self.record(&id)?.unwrap_or(ImageRecord {
             id: id.clone(),
             diff_ids: new.diff_ids.clone(),
-            parent: String::new(),
+            parent: new.parent.clone(),
             added: now_rfc3339(),
             repo_digests: Vec::new(),
+            cache_key: new.cache_key.clone(),
         });
         if let Some(rd) = new.repo_digest {
             if !rec.repo_digests.contains(&rd) {
@@ -690,6 +699,8 @@ impl Store {
             diff_ids: vec![diff_id],
             tags,
             repo_digest: None,
+            parent: String::new(),
+            cache_key: None,
         })?;
         self.get(&id)
     }
@@ -753,8 +764,67 @@ impl Store {
             diff_ids,
             tags,
             repo_digest: None,
+            parent: String::new(),
+            cache_key: None,
         })?;
         self.get(&id)
+    }
+
+    /// A build step's image: the parent's config with the step's container config, one
+    /// more history entry, and the layer when the step made one.
+    pub(crate) fn build_commit(
+        &self,
+        layer: Option<&mut dyn Read>,
+        options: &crate::BuildCommit,
+    ) -> Result<Image> {
+        let mut config = options.parent_config.clone();
+        let now = now_rfc3339();
+        let mut diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut history = config["history"].as_array().cloned().unwrap_or_default();
+        let mut entry = serde_json::json!({"created": now, "created_by": options.created_by});
+        match layer {
+            Some(l) => {
+                let (diff_id, _) = self.unpack_layer(l, "build")?;
+                diff_ids.push(diff_id);
+            }
+            None => entry["empty_layer"] = serde_json::json!(true),
+        }
+        history.push(entry);
+        let mut container_config = options.config.clone();
+        container_config["Cmd"] = serde_json::json!(["/bin/sh", "-c", options.created_by]);
+        config["config"] = options.config.clone();
+        config["container_config"] = container_config;
+        config["created"] = serde_json::json!(now);
+        config["container"] = serde_json::json!(options.container);
+        config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": diff_ids});
+        config["history"] = serde_json::json!(history);
+        let bytes = serde_json::to_vec(&config).map_err(|e| Error::Internal(e.to_string()))?;
+        let id = self.register(NewRecord {
+            config: bytes,
+            diff_ids,
+            tags: Vec::new(),
+            repo_digest: None,
+            parent: options.parent.clone(),
+            cache_key: Some(options.cache_key.clone()),
+        })?;
+        self.get(&id)
+    }
+
+    /// The image a build step with this parent and cache key made, when all of it is here.
+    pub(crate) fn cached(&self, parent: &str, key: &str) -> Option<String> {
+        let records = self.records().ok()?;
+        records
+            .into_iter()
+            .filter(|r| r.parent == parent && r.cache_key.as_deref() == Some(key))
+            .find(|r| r.diff_ids.iter().all(|d| self.has_layer(d)))
+            .map(|r| r.id)
     }
 
     pub(crate) fn load(&self, archive: impl Read) -> Result<Vec<Loaded>> {
@@ -799,7 +869,7 @@ impl Store {
         &self,
         reference: &str,
         force: bool,
-        _noprune: bool,
+        noprune: bool,
         in_use: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<Removed>> {
         let _g = self.guard();
@@ -858,8 +928,42 @@ impl Store {
         for d in rec.iter().flat_map(|r| &r.repo_digests) {
             out.push(Removed::Untagged(d.clone()));
         }
+        let parent = rec.map(|r| r.parent).unwrap_or_default();
         out.extend(self.delete_image(&id)?.0);
+        if !noprune {
+            out.extend(self.delete_untagged_parents(&parent, in_use)?.0);
+        }
         Ok(out)
+    }
+
+    /// Deletes `parent` and its own parents while each is untagged, unused and childless
+    /// (the intermediate images of a build, as dockerd prunes them). The caller holds the lock.
+    fn delete_untagged_parents(
+        &self,
+        parent: &str,
+        in_use: &dyn Fn(&str) -> bool,
+    ) -> Result<(Vec<Removed>, u64)> {
+        let mut out = Vec::new();
+        let mut freed = 0;
+        let mut p = parent.to_string();
+        while !p.is_empty() {
+            let repos = self.read_repos()?;
+            let records = self.records()?;
+            let Some(rec) = records.iter().find(|r| r.id == p).cloned() else {
+                break;
+            };
+            if !Self::tags_of(&repos, &p).is_empty()
+                || in_use(&p)
+                || records.iter().any(|r| r.parent == p)
+            {
+                break;
+            }
+            let (lines, f) = self.delete_image(&p)?;
+            out.extend(lines);
+            freed += f;
+            p = rec.parent;
+        }
+        Ok((out, freed))
     }
 
     /// Deletes an image record and config, then its layers nothing else uses. Returns the
@@ -939,9 +1043,15 @@ impl Store {
         let _g = self.guard();
         let repos = self.read_repos()?;
         let mut report = PruneReport::default();
-        for rec in self.records()? {
+        let records = self.records()?;
+        for rec in &records {
             let tagged = !Self::tags_of(&repos, &rec.id).is_empty();
-            if (tagged && !all) || in_use(&rec.id) {
+            // Intermediate images (with children) go with the image over them.
+            let has_children = records.iter().any(|r| r.parent == rec.id);
+            if (tagged && !all) || has_children || in_use(&rec.id) {
+                continue;
+            }
+            if self.record(&rec.id)?.is_none() {
                 continue;
             }
             let mut repos = self.read_repos()?;
@@ -951,6 +1061,9 @@ impl Store {
             }
             self.write_repos(&repos)?;
             let (lines, freed) = self.delete_image(&rec.id)?;
+            report.removed.extend(lines);
+            report.space_reclaimed += freed;
+            let (lines, freed) = self.delete_untagged_parents(&rec.parent, in_use)?;
             report.removed.extend(lines);
             report.space_reclaimed += freed;
         }

@@ -21,10 +21,20 @@ pub(crate) async fn image_list(State(e): S, Query(q): Q) -> ApiResult<Response> 
     let f = filters(&q)?;
     let refs = f.get("reference").cloned().unwrap_or_default();
     let mut out = Vec::new();
-    for mut i in e.images.list()? {
+    let list = e.images.list()?;
+    // Intermediate images (untagged, under another image) show only with `all`, and are
+    // not dangling, as in dockerd.
+    let parents: std::collections::HashSet<String> =
+        list.iter().map(|i| i.parent.clone()).collect();
+    let all = qbool(&q, "all");
+    for mut i in list {
+        let intermediate = i.repo_tags.is_empty() && parents.contains(&i.id);
+        if intermediate && !all {
+            continue;
+        }
         let keep = f.iter().all(|(k, vals)| {
             vals.iter().any(|v| match k.as_str() {
-                "dangling" => (v == "true") == i.repo_tags.is_empty(),
+                "dangling" => (v == "true") == (i.repo_tags.is_empty() && !intermediate),
                 "reference" => i.repo_tags.iter().any(|t| reference_matches(v, t)),
                 "label" => {
                     let l = &i.raw_config["config"]["Labels"];

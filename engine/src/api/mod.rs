@@ -6,6 +6,7 @@
 
 mod archive;
 mod attach;
+mod build;
 mod commit;
 mod containers;
 pub mod detach;
@@ -86,7 +87,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/version", get(version))
         .route("/info", get(info))
         .route("/system/df", get(system_df))
-        .route("/build/prune", post(self::system::build_prune))
+        .route("/build", post(self::build::build))
+        .route("/build/prune", post(self::build::build_prune))
         .route("/events", get(self::events::events))
         .route("/containers/create", post(container_create))
         .route("/containers/json", get(container_list))

@@ -123,6 +123,7 @@ pub(crate) async fn system_df(State(e): S) -> ApiResult<Response> {
         .images
         .list()?
         .iter()
+        .filter(|i| i.cache_key.is_none() || !i.repo_tags.is_empty())
         .map(|i| {
             let n = e.list().iter().filter(|r| r.image_id == i.id).count();
             image_summary(i, n as i64)
@@ -164,13 +165,7 @@ pub(crate) async fn system_df(State(e): S) -> ApiResult<Response> {
         "Images": images,
         "Containers": containers,
         "Volumes": volumes,
-        "BuildCache": [],
+        "BuildCache": super::build::build_cache_json(&e)?,
     })))
 }
 
-/// `POST /build/prune` (`docker system prune`, `docker builder prune`): berthd keeps no build
-/// cache yet (builds come with issue 14), so there is nothing to delete.
-pub(crate) async fn build_prune(Query(q): Q) -> ApiResult<Response> {
-    super::filters(&q)?;
-    Ok(ok_json(json!({"CachesDeleted": null, "SpaceReclaimed": 0})))
-}

@@ -9,7 +9,7 @@ pub mod options;
 pub mod seccomp;
 mod service;
 pub(crate) use service::hosts_file;
-pub use service::{resolve_user, Attaches};
+pub use service::{resolve_user, Attaches, RootfsLease};
 mod spec;
 mod store;
 mod user;

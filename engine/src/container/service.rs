@@ -1714,6 +1714,13 @@ impl std::fmt::Debug for RootfsLease {
     }
 }
 
+impl RootfsLease {
+    /// Where the filesystem is mounted (none for a running container's `/proc/<pid>/root`).
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.mounted.as_deref()
+    }
+}
+
 impl Drop for RootfsLease {
     fn drop(&mut self) {
         match &self.mounted {

@@ -1,0 +1,507 @@
+//! Builds: berthd's side of [`berth_builder::Backend`]. RUN steps are real containers of
+//! the engine (created, attached before their start, waited for, committed, removed as
+//! dockerd's classic builder does); COPY and ADD write into a created container's rootfs
+//! inside its root; commits go to the image store with the step's cache key.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use berth_builder::{BuildError, CommitRequest, ImageInfo, Message, Output};
+use berth_proto::types::v1 as types;
+use berth_registry::AuthConfig;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::container::archive::{ArchiveError, Root};
+use crate::container::RootfsLease;
+use crate::error::ApiError;
+use crate::Engine;
+
+type Result<T> = std::result::Result<T, BuildError>;
+
+fn backend_error(e: ApiError) -> BuildError {
+    BuildError::Backend(e.message.clone())
+}
+
+fn blocking_error(e: tokio::task::JoinError) -> BuildError {
+    BuildError::Backend(format!("build worker failed: {e}"))
+}
+
+/// A build's engine side: its containers' settings, leases and scratch files.
+pub struct EngineBackend {
+    engine: Arc<Engine>,
+    /// HostConfig of RUN containers (`--network`, `--memory`, `--cpu-*`, ...).
+    host_config: Value,
+    /// Registry credentials by registry host (`X-Registry-Config`).
+    auths: HashMap<String, AuthConfig>,
+    scratch: PathBuf,
+    /// Rootfs leases of build containers (COPY targets and COPY --from sources).
+    leases: Mutex<HashMap<String, RootfsLease>>,
+    /// Containers of `scratch`: plain directories.
+    dirs: Mutex<HashMap<String, PathBuf>>,
+}
+
+impl std::fmt::Debug for EngineBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBackend")
+            .field("scratch", &self.scratch)
+            .finish()
+    }
+}
+
+const SCRATCH_PREFIX: &str = "scratch-";
+
+impl EngineBackend {
+    pub fn new(
+        engine: Arc<Engine>,
+        host_config: Value,
+        auths: HashMap<String, AuthConfig>,
+        scratch: PathBuf,
+    ) -> EngineBackend {
+        EngineBackend {
+            engine,
+            host_config,
+            auths,
+            scratch,
+            leases: Mutex::default(),
+            dirs: Mutex::default(),
+        }
+    }
+
+    fn dir_of(&self, container: &str) -> Option<PathBuf> {
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(container)
+            .cloned()
+    }
+
+    /// Runs `f` on the container's filesystem root (blocking; leased on first use).
+    async fn with_root<T: Send + 'static>(
+        &self,
+        container: &str,
+        f: impl FnOnce(&Root, &Path) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if let Some(dir) = self.dir_of(container) {
+            return tokio::task::spawn_blocking(move || {
+                let root = Root::open(&dir)?;
+                f(&root, &dir)
+            })
+            .await
+            .map_err(blocking_error)?;
+        }
+        let path = self.lease(container).await?;
+        let id = container.to_string();
+        let e = self.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            let root = Root::open(&path)?;
+            let r = f(&root, &path);
+            drop(e);
+            let _ = id;
+            r
+        })
+        .await
+        .map_err(blocking_error)?
+    }
+
+    /// The mounted rootfs of a build container, leased until it is removed.
+    async fn lease(&self, container: &str) -> Result<PathBuf> {
+        if let Some(l) = self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(container)
+        {
+            return l
+                .path()
+                .map(Path::to_path_buf)
+                .ok_or_else(|| BuildError::Backend("the build container is running".into()));
+        }
+        let rec = self.engine.find(container).map_err(backend_error)?;
+        let e = self.engine.clone();
+        let lease = tokio::task::spawn_blocking(move || e.lease_rootfs(&rec))
+            .await
+            .map_err(blocking_error)?
+            .map_err(backend_error)?;
+        let path = lease
+            .path()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| BuildError::Backend("the build container is running".into()))?;
+        self.leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(container.to_string(), lease);
+        Ok(path)
+    }
+
+    fn release(&self, container: &str) {
+        let lease = self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(container);
+        drop(lease);
+    }
+
+    fn auth_for(&self, name: &str) -> AuthConfig {
+        let host = berth_registry::Reference::parse(name)
+            .map(|r| r.domain.clone())
+            .unwrap_or_default();
+        self.auths
+            .iter()
+            .find(|(k, _)| {
+                let k = k
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://");
+                let k = k.split('/').next().unwrap_or(k);
+                k == host || (host == "docker.io" && k.contains("index.docker.io"))
+            })
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn info(img: berth_image::Image) -> ImageInfo {
+    ImageInfo {
+        id: img.id,
+        config: img.raw_config,
+    }
+}
+
+/// Tars an overlay upper directory (OCI whiteouts) into `consume` through a pipe; the
+/// consumer's result and the writer's.
+pub(crate) fn tar_layer_piped<T>(
+    root: Root,
+    consume: impl FnOnce(&mut dyn Read) -> T,
+) -> std::io::Result<(T, std::result::Result<(), ArchiveError>)> {
+    let (mut reader, writer) = std::io::pipe()?;
+    let writing = std::thread::spawn(move || {
+        let w = std::io::BufWriter::with_capacity(256 * 1024, writer);
+        root.tar_layer(w)
+    });
+    let out = consume(&mut reader);
+    drop(reader);
+    let written = writing
+        .join()
+        .unwrap_or_else(|_| Err(ArchiveError::Invalid("the layer writer panicked".into())));
+    Ok((out, written))
+}
+
+impl berth_builder::Backend for EngineBackend {
+    async fn image(&self, name: &str, pull: bool, out: &Output) -> Result<ImageInfo> {
+        if !pull {
+            if let Ok(img) = self.engine.images.get(name) {
+                return Ok(info(img));
+            }
+        }
+        let stream = self
+            .engine
+            .registry
+            .pull(name, "", "", self.auth_for(name), {
+                let e = self.engine.clone();
+                move |ev| e.emit_image_event(ev.action, &ev.image, &ev.name)
+            })
+            .await
+            .map_err(|x| BuildError::Step {
+                message: x.to_string(),
+                code: None,
+            })?;
+        for v in stream.head {
+            let _ = out.0.send(Message::Raw(v));
+        }
+        let mut rest = stream.rest;
+        while let Some(m) = rest.recv().await {
+            match m {
+                crate::registry::Msg::Progress(v) => {
+                    let _ = out.0.send(Message::Raw(v));
+                }
+                crate::registry::Msg::Done(Ok(())) => break,
+                crate::registry::Msg::Done(Err(m)) => {
+                    return Err(BuildError::Step {
+                        message: m,
+                        code: None,
+                    })
+                }
+            }
+        }
+        self.engine
+            .images
+            .get(name)
+            .map(info)
+            .map_err(|x| BuildError::Step {
+                message: x.to_string(),
+                code: None,
+            })
+    }
+
+    async fn create(&self, image: &str, config: Value) -> Result<String> {
+        if image.is_empty() {
+            // `FROM scratch`: a plain directory stands for the container.
+            let id = format!("{SCRATCH_PREFIX}{}", crate::container::new_id());
+            let dir = self.scratch.join(&id);
+            std::fs::create_dir_all(&dir)?;
+            self.dirs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone(), dir);
+            return Ok(id);
+        }
+        let mut body = match config {
+            Value::Object(o) => o,
+            _ => Default::default(),
+        };
+        body.insert("Image".into(), json!(image));
+        body.insert("AttachStdout".into(), json!(true));
+        body.insert("AttachStderr".into(), json!(true));
+        body.insert("HostConfig".into(), self.host_config.clone());
+        let e = self.engine.clone();
+        let (rec, _) = tokio::task::spawn_blocking(move || e.create(None, Value::Object(body)))
+            .await
+            .map_err(blocking_error)?
+            .map_err(backend_error)?;
+        Ok(rec.id)
+    }
+
+    async fn run(&self, container: &str, out: &Output) -> Result<i64> {
+        if self.dir_of(container).is_some() {
+            return Err(BuildError::Step {
+                message: "OCI runtime create failed: runc create failed: unable to start container process: exec: \"/bin/sh\": stat /bin/sh: no such file or directory: unknown".into(),
+                code: Some(127),
+            });
+        }
+        let e = &self.engine;
+        let rec = e.find(container).map_err(backend_error)?;
+        let exits = rec.exits;
+        e.attach_started(container);
+        e.attach_pending(container, true);
+        let starting = {
+            let e = e.clone();
+            let id = container.to_string();
+            tokio::spawn(async move { e.start(&id).await })
+        };
+        let ran = e
+            .wait_for(container, None, |r| r.running() || r.exits > exits)
+            .await
+            .is_some_and(|r| r.running());
+        let mut pumped = Ok(());
+        if ran {
+            pumped = self.pump(container, out).await;
+        } else {
+            e.attach_pending(container, false);
+        }
+        e.attach_ended(container);
+        let started = starting.await.map_err(|x| BuildError::Backend(x.to_string()))?;
+        if let Err(err) = started {
+            return Err(BuildError::Step {
+                message: err.message.clone(),
+                code: None,
+            });
+        }
+        pumped?;
+        let done = e
+            .wait_for(container, None, |r| !r.running() && r.exits > exits)
+            .await
+            .ok_or_else(|| BuildError::Backend("the build container vanished".into()))?;
+        Ok(done.state.exit_code)
+    }
+
+    async fn copy_into(
+        &self,
+        container: &str,
+        dest: &str,
+        _owner: (u32, u32),
+        tar: PathBuf,
+    ) -> Result<()> {
+        let dest = dest.to_string();
+        self.with_root(container, move |root, _| {
+            root.make_dir(&dest)?;
+            let f = std::fs::File::open(&tar)?;
+            root.extract(&dest, f, true, false).map_err(|x| match x {
+                ArchiveError::NotFound => BuildError::Step {
+                    message: format!("failed to copy files: {dest}: no such file or directory"),
+                    code: None,
+                },
+                ArchiveError::Invalid(m) => BuildError::Step {
+                    message: format!("failed to copy files: {m}"),
+                    code: None,
+                },
+                ArchiveError::Io(e) => BuildError::Io(e),
+            })
+        })
+        .await
+    }
+
+    async fn stat(&self, container: &str, path: &str) -> Result<Option<bool>> {
+        let path = path.to_string();
+        self.with_root(container, move |root, _| match root.stat(&path) {
+            Ok(s) => Ok(Some(s.is_dir())),
+            Err(ArchiveError::NotFound) => Ok(None),
+            Err(ArchiveError::Io(e)) => Err(BuildError::Io(e)),
+            Err(ArchiveError::Invalid(m)) => Err(BuildError::Backend(m)),
+        })
+        .await
+    }
+
+    async fn view(&self, container: &str) -> Result<PathBuf> {
+        match self.dir_of(container) {
+            Some(d) => Ok(d),
+            None => self.lease(container).await,
+        }
+    }
+
+    async fn lookup_owner(&self, container: &str, user: &str) -> Result<(u32, u32)> {
+        let numeric = |s: &str| s.parse::<u32>().ok();
+        let (u, g) = user.split_once(':').unwrap_or((user, ""));
+        if let (Some(uid), true) = (numeric(u), g.is_empty() || numeric(g).is_some()) {
+            return Ok((uid, numeric(g).unwrap_or(uid)));
+        }
+        let bad = |m: String| BuildError::Step {
+            message: format!("unable to convert uid/gid chown string to host mapping: {m}"),
+            code: None,
+        };
+        if self.dir_of(container).is_some() {
+            return Err(bad(format!("can't find uid for user {u}: no such file or directory")));
+        }
+        let rec = self.engine.find(container).map_err(backend_error)?;
+        let layers = self
+            .engine
+            .images
+            .image_layers(&rec.image_id, &rec.id)
+            .map_err(|x| bad(x.to_string()))?;
+        let spec = if g.is_empty() { u.to_string() } else { format!("{u}:{g}") };
+        let user = crate::container::resolve_user(&layers, &rec, &spec)
+            .map_err(|x| bad(x.message.clone()))?;
+        Ok((user.uid, user.gid))
+    }
+
+    async fn commit(&self, req: CommitRequest) -> Result<String> {
+        let store = self.engine.images.clone();
+        let mut opts = berth_image::BuildCommit {
+            parent: req.parent.clone(),
+            parent_config: req.parent_config.clone(),
+            config: req.config.clone(),
+            created_by: req.created_by.clone(),
+            cache_key: req.cache_key.clone(),
+            container: String::new(),
+        };
+        let Some(c) = req.container else {
+            let img = tokio::task::spawn_blocking(move || store.build_commit(None, &opts))
+                .await
+                .map_err(blocking_error)?
+                .map_err(|x| BuildError::Backend(x.to_string()))?;
+            return Ok(img.id);
+        };
+        let dir = match self.dir_of(&c) {
+            Some(d) => d,
+            None => {
+                opts.container = c.clone();
+                self.release(&c);
+                self.engine.images.rootfs_upper(&c)
+            }
+        };
+        let img = tokio::task::spawn_blocking(move || -> Result<berth_image::Image> {
+            let root = Root::open(&dir)?;
+            let (img, written) =
+                tar_layer_piped(root, |r: &mut dyn Read| store.build_commit(Some(r), &opts))?;
+            let img = img.map_err(|x| BuildError::Backend(x.to_string()))?;
+            if let Err(err) = written {
+                let _ = store.remove(&img.id, true, true, &|_| false);
+                return Err(BuildError::Backend(format!("write the layer: {err:?}")));
+            }
+            Ok(img)
+        })
+        .await
+        .map_err(blocking_error)??;
+        Ok(img.id)
+    }
+
+    async fn remove(&self, container: &str) {
+        self.release(container);
+        let dir = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(container);
+        if let Some(d) = dir {
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(d)).await;
+            return;
+        }
+        if let Err(err) = self.engine.remove_with_volumes(container, true, true).await {
+            tracing::warn!(container_id = %container, error = %err.message, "remove build container");
+        }
+    }
+
+    async fn cached(&self, parent: &str, key: &str) -> Option<ImageInfo> {
+        let store = self.engine.images.clone();
+        let (p, k) = (parent.to_string(), key.to_string());
+        tokio::task::spawn_blocking(move || {
+            let id = store.cached(&p, &k)?;
+            store.get(&id).ok().map(info)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    async fn get(&self, id: &str) -> Result<ImageInfo> {
+        self.engine
+            .images
+            .get(id)
+            .map(info)
+            .map_err(|x| BuildError::Backend(x.to_string()))
+    }
+
+    async fn tag(&self, id: &str, reference: &str) -> Result<()> {
+        self.engine
+            .images
+            .tag(id, reference)
+            .map_err(|x| BuildError::Backend(x.to_string()))?;
+        self.engine.emit_image_event("tag", id, reference);
+        Ok(())
+    }
+
+    fn scratch_dir(&self) -> PathBuf {
+        self.scratch.clone()
+    }
+}
+
+impl EngineBackend {
+    /// Streams a started build container's output (subscribed before its process runs).
+    async fn pump(&self, container: &str, out: &Output) -> Result<()> {
+        let e = &self.engine;
+        let (req_tx, req_rx) = mpsc::channel::<types::AttachRequest>(4);
+        let _ = req_tx
+            .send(types::AttachRequest {
+                msg: Some(types::attach_request::Msg::Open(types::AttachOpen {
+                    namespace: e.sup.namespace.clone(),
+                    container_id: container.to_string(),
+                    exec_id: String::new(),
+                    stdin: false,
+                    stdout: true,
+                    stderr: true,
+                    replay: false,
+                    log_records: false,
+                })),
+            })
+            .await;
+        let attached = e.sup.tasks().attach(ReceiverStream::new(req_rx)).await;
+        e.attach_pending(container, false);
+        let mut stream = attached
+            .map_err(|s| BuildError::Backend(format!("attach: {}", s.message())))?
+            .into_inner();
+        while let Ok(Some(chunk)) = stream.message().await {
+            let text = String::from_utf8_lossy(&chunk.data).into_owned();
+            if chunk.stream == types::StdStream::Stderr as i32 {
+                out.stderr(text);
+            } else {
+                out.stream(text);
+            }
+            e.attach_progress(container);
+        }
+        drop(req_tx);
+        Ok(())
+    }
+}
