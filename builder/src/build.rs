@@ -512,8 +512,15 @@ impl<B: Backend> Run<'_, B> {
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
         config.remove("OnBuild");
-        if !config.contains_key("Env") && base.id.is_empty() {
-            config.insert("Env".into(), json!([DEFAULT_PATH]));
+        // The default PATH when the base image sets none, as dockerd's builder does.
+        let has_path = config
+            .get("Env")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v.as_str().is_some_and(|s| s.starts_with("PATH="))));
+        if !has_path {
+            let mut env = config.get("Env").and_then(Value::as_array).cloned().unwrap_or_default();
+            env.insert(0, json!(DEFAULT_PATH));
+            config.insert("Env".into(), Value::Array(env));
         }
         let mut st = State {
             image: base,

@@ -49,8 +49,23 @@ pub fn unpack(body: impl Read, dir: &Path) -> Result<()> {
     ar.set_preserve_mtime(true);
     ar.set_overwrite(true);
     ar.set_unpack_xattrs(false);
-    ar.unpack(dir)
-        .map_err(|e| BuildError::Context(format!("Error processing tar file: {e}")))?;
+    // Entry by entry: the docker CLI's `-f -` context ends right after its last file's data,
+    // without padding or end blocks, which Go's reader takes as the end. So a failure to
+    // find the next header after a whole entry ends the archive; a short entry is an error.
+    let bad = |e: io::Error| BuildError::Context(format!("Error processing tar file: {e}"));
+    let mut entries = ar.entries().map_err(bad)?;
+    let mut any = false;
+    loop {
+        let entry = match entries.next() {
+            None => break,
+            Some(Ok(e)) => e,
+            Some(Err(_)) if any => break,
+            Some(Err(e)) => return Err(bad(e)),
+        };
+        let mut entry = entry;
+        entry.unpack_in(dir).map_err(bad)?;
+        any = true;
+    }
     Ok(())
 }
 
