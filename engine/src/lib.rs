@@ -137,6 +137,8 @@ fn load_records(data_root: &Path) -> HashMap<String, Record> {
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> Result<()> {
+    // Every HTTPS client of the process (registries, ADD of a URL) uses ring.
+    berth_registry::ensure_tls_provider();
     for d in [&config.data_root, &config.exec_root] {
         std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
     }

@@ -154,7 +154,7 @@ impl Transport {
 
 /// Installs ring as rustls' provider once: reqwest is built without a default one (ring builds
 /// with cargo alone, no cmake).
-pub(crate) fn ensure_tls_provider() {
+pub fn ensure_tls_provider() {
     static PROVIDER: Once = Once::new();
     PROVIDER.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -44,6 +44,7 @@ pub use platform::Platform;
 pub use progress::{docker_error_json, LayerStatus, Progress, ProgressSink};
 pub use pull::{PullOptions, PullReport, ResumedLayer};
 pub use push::{PushOptions, PushReport};
+pub use client::ensure_tls_provider;
 pub use reference::Reference;
 pub use store::{BlobInfo, DirStore, LocalImage, NewImage, RegistryStore};
 
