@@ -139,6 +139,8 @@ fn load_records(data_root: &Path) -> HashMap<String, Record> {
 pub async fn run(config: Config) -> Result<()> {
     // Every HTTPS client of the process (registries, ADD of a URL) uses ring.
     berth_registry::ensure_tls_provider();
+    // Scratch files of builds a crash interrupted (contexts, downloads, tars).
+    let _ = std::fs::remove_dir_all(config.data_root.join("build"));
     for d in [&config.data_root, &config.exec_root] {
         std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
     }

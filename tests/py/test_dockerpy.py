@@ -552,6 +552,58 @@ def volumes_create_mount_and_prune():
     except docker.errors.NotFound:
         pass
 
+def images_build_from_path_fileobj_and_errors():
+    """images.build: a directory with .dockerignore and build args, labels, several steps
+    cached the second time, a Dockerfile as a file object, and BuildError for a failing RUN."""
+    import io
+    d = os.path.join(WORK, "pybuild")
+    os.makedirs(os.path.join(d, "skip"), exist_ok=True)
+    with open(os.path.join(d, "Dockerfile"), "w") as f:
+        f.write(
+            f"FROM {IMAGE}\nARG WHO=nobody\nCOPY . /ctx/\nRUN echo hello $WHO > /greeting\n"
+            'CMD ["cat", "/greeting"]\n'
+        )
+    with open(os.path.join(d, "keep.txt"), "w") as f:
+        f.write("keep\n")
+    with open(os.path.join(d, "skip", "x"), "w") as f:
+        f.write("x\n")
+    with open(os.path.join(d, ".dockerignore"), "w") as f:
+        f.write("skip\n")
+    tag = name("built").lower() + ":v1"
+    img, logs = client.images.build(
+        path=d, tag=tag, buildargs={"WHO": "py"}, labels={"via": "docker-py"}, rm=True
+    )
+    text = "".join(x.get("stream", "") for x in logs)
+    if "Successfully built" not in text:
+        raise AssertionError(text)
+    eq(img.tags, [tag], "tags")
+    eq(img.labels.get("via"), "docker-py", "label")
+    out = client.containers.run(tag, remove=True)
+    eq(out, b"hello py\n", "default command")
+    files = client.containers.run(tag, ["sh", "-c", "cd /ctx && find . -type f | sort"], remove=True)
+    eq(files, b"./.dockerignore\n./Dockerfile\n./keep.txt\n", "context")
+    _, logs = client.images.build(path=d, tag=tag, buildargs={"WHO": "py"}, labels={"via": "docker-py"})
+    text = "".join(x.get("stream", "") for x in logs)
+    eq(text.count("Using cache"), 5, "cached steps (the labels are a last LABEL step)")
+    img2, _ = client.images.build(
+        fileobj=io.BytesIO(f"FROM {IMAGE}\nENV FROM_FILEOBJ=1\n".encode()), rm=True
+    )
+    if "FROM_FILEOBJ=1" not in img2.attrs["Config"]["Env"]:
+        raise AssertionError(img2.attrs["Config"]["Env"])
+    try:
+        client.images.build(fileobj=io.BytesIO(f"FROM {IMAGE}\nRUN exit 3\n".encode()))
+        raise AssertionError("a failing RUN built")
+    except docker.errors.BuildError as e:
+        eq(e.msg, "The command '/bin/sh -c exit 3' returned a non-zero code: 3", "message")
+    try:
+        client.images.build(fileobj=io.BytesIO(b"FROM x\nBOGUS y\n"))
+        raise AssertionError("a bad Dockerfile built")
+    except docker.errors.APIError as e:
+        eq(e.status_code, 400, "status")
+        if "unknown instruction: BOGUS" not in str(e):
+            raise AssertionError(str(e))
+    client.images.remove(tag)
+
 
 for fn in (
     system_version_ping_info,
@@ -567,6 +619,7 @@ for fn in (
     stop_kill_restart_deliver_signals,
     pause_unpause_stats_top_rename,
     images_list_get_tag_save_load,
+    images_build_from_path_fileobj_and_errors,
     errors_are_typed_with_status_codes,
     big_output_arrives_whole,
     failed_start_raises_and_removes,

@@ -91,6 +91,10 @@ fn serve(body: &'static [u8]) -> String {
 #[ignore = "needs root: builds run containers under berthd"]
 fn every_instruction_shapes_the_image() {
     skip_unless_root!();
+    if external() {
+        eprintln!("skipping: heredocs and --chmod are BuildKit syntax dockerd 20.10's classic builder lacks");
+        return;
+    }
     let Some(env) = start() else { return };
     let ctx = tempfile::tempdir().expect("tempdir");
     let d = ctx.path();
@@ -234,7 +238,7 @@ fn stages_targets_skips_and_overlap() {
              FROM {IMAGE} AS b\n\
              RUN cut -d' ' -f1 /proc/uptime > /start; sleep 2; cut -d' ' -f1 /proc/uptime > /end; echo B > /what\n\
              FROM {IMAGE} AS broken\n\
-             RUN exit 9\n\
+             RUN exit {broken}\n\
              FROM scratch AS final\n\
              COPY --from=a /start /a.start\n\
              COPY --from=a /end /a.end\n\
@@ -242,7 +246,9 @@ fn stages_targets_skips_and_overlap() {
              COPY --from=b /end /b.end\n\
              COPY --from=b /what /what\n\
              COPY --from={IMAGE} /bin/busybox /bin/busybox\n\
-             CMD [\"/bin/busybox\", \"cat\", \"/what\"]\n"
+             CMD [\"/bin/busybox\", \"cat\", \"/what\"]\n",
+            // dockerd's classic builder runs unused stages too.
+            broken = if external() { 0 } else { 9 }
         ),
     );
     let tag = unique_id("stages").to_lowercase();
@@ -419,7 +425,10 @@ fn failures_and_options_as_dockerd() {
     let before = env.docker_ok(&["ps", "-aq"]).lines().count();
     let out = build(&env, d, &["--force-rm"]);
     assert_eq!(out.code(), 7, "{out}");
-    assert_eq!(env.docker_ok(&["ps", "-aq"]).lines().count(), before);
+    if !external() {
+        // (dockerd 20.10 keeps it all the same.)
+        assert_eq!(env.docker_ok(&["ps", "-aq"]).lines().count(), before);
+    }
 
     for (df, message) in [
         ("FROM X\n\nFOO bar\n".to_string(), "dockerfile parse error line 3: unknown instruction: FOO"),

@@ -221,10 +221,12 @@ pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<R
         });
     }
     // A request the builder refuses (a Dockerfile that does not parse, an unknown target)
-    // is an HTTP error; anything later is the stream's last line.
-    let first = tokio::select! {
-        m = rx.recv() => m,
-        r = &mut done_rx => match r {
+    // is an HTTP error; anything later is the stream's last line. Until the first message
+    // it is not known which: a build that ends before saying anything is waited for.
+    let first = rx.recv().await;
+    if first.is_none() {
+        let result = (&mut done_rx).await;
+        match result {
             Ok(Err(err)) if err.is_request() => {
                 let status = match err {
                     BuildError::Context(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -233,16 +235,15 @@ pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<R
                 return Err(ApiError::new(status, err.to_string()));
             }
             other => {
-                // Finished before saying anything: put the result back for the stream.
+                // Put the result back for the stream.
                 let (t2, r2) = tokio::sync::oneshot::channel();
                 if let Ok(res) = other {
                     let _ = t2.send(res);
                 }
                 done_rx = r2;
-                rx.recv().await
             }
-        },
-    };
+        }
+    }
     struct St {
         first: Option<Message>,
         rx: mpsc::UnboundedReceiver<Message>,
