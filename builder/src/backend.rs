@@ -94,19 +94,22 @@ pub trait Backend: Send + Sync {
     /// its exit code.
     fn run(&self, container: &str, out: &Output) -> impl Future<Output = Result<i64>> + Send;
 
-    /// Copies a tar into a created container's filesystem at `dest` (made first, owned by
-    /// `owner`, when missing), inside its root, symlinks resolved in it.
+    /// Copies a tar stream into a created container's filesystem at `dest` (made first when
+    /// missing), inside its root, symlinks resolved in it; owners as the tar says.
     fn copy_into(
         &self,
         container: &str,
         dest: &str,
-        owner: (u32, u32),
-        tar: PathBuf,
+        tar: Box<dyn std::io::Read + Send>,
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// What `path` is in a created container's filesystem: `Some(true)` a directory,
     /// `Some(false)` something else, `None` nothing.
-    fn stat(&self, container: &str, path: &str) -> impl Future<Output = Result<Option<bool>>> + Send;
+    fn stat(
+        &self,
+        container: &str,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<bool>>> + Send;
 
     /// A read-only view of a created container's filesystem, for reading another stage's or
     /// image's files (COPY --from); held until [`Backend::remove`].

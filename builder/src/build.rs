@@ -57,6 +57,8 @@ pub struct BuildOptions {
     pub platform: Option<String>,
     /// The host's architecture in OCI words (`amd64`).
     pub host_arch: String,
+    /// Content digests of the context's files, from its unpacking.
+    pub digests: std::sync::Arc<context::Digests>,
 }
 
 /// A finished build.
@@ -82,7 +84,10 @@ struct Stage {
 /// Where a stage takes files or its base from.
 fn stage_ref(stages: &[Stage], name: &str, numeric: bool) -> Option<usize> {
     let lower = name.to_ascii_lowercase();
-    if let Some(s) = stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+    if let Some(s) = stages
+        .iter()
+        .find(|s| s.name.as_deref() == Some(lower.as_str()))
+    {
         return Some(s.index);
     }
     if numeric {
@@ -255,8 +260,15 @@ fn plan(opts: &BuildOptions) -> Result<Plan> {
 }
 
 fn quote(s: &str) -> String {
-    if s.chars().any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\' || c == '$') {
-        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$"))
+    if s.chars()
+        .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\' || c == '$')
+    {
+        format!(
+            "\"{}\"",
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('$', "\\$")
+        )
     } else {
         s.to_string()
     }
@@ -301,8 +313,7 @@ pub async fn build<B: Backend>(backend: &B, opts: &BuildOptions, out: &Output) -
         scratch: AtomicU64::new(0),
         cache_from,
     };
-    let outcomes =
-        futures_util::future::join_all(plan.needed.iter().map(|&i| run.stage(i))).await;
+    let outcomes = futures_util::future::join_all(plan.needed.iter().map(|&i| run.stage(i))).await;
     let mut first_err = None;
     let mut target = None;
     for (i, r) in plan.needed.iter().zip(outcomes) {
@@ -320,24 +331,36 @@ pub async fn build<B: Backend>(backend: &B, opts: &BuildOptions, out: &Output) -
     if let Some(e) = first_err {
         return Err(e);
     }
-    let img = target.ok_or_else(|| BuildError::Backend("the target stage did not finish".into()))?;
+    let img =
+        target.ok_or_else(|| BuildError::Backend("the target stage did not finish".into()))?;
     out.aux(img.id.clone());
     let used = run.used_args.lock().map(|u| u.clone()).unwrap_or_default();
     let unused: Vec<&String> = opts
         .build_args
         .keys()
-        .filter(|k| !used.contains(*k) && !PROXY_ARGS.contains(&k.as_str()) && !plan.meta_args.contains_key(*k))
+        .filter(|k| {
+            !used.contains(*k)
+                && !PROXY_ARGS.contains(&k.as_str())
+                && !plan.meta_args.contains_key(*k)
+        })
         .collect();
     if !unused.is_empty() {
         out.stream(format!(
             "[Warning] One or more build-args [{}] were not consumed\n",
-            unused.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+            unused
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
         ));
     }
     out.stream(format!("Successfully built {}\n", short(&img.id)));
     for t in &opts.tags {
         backend.tag(&img.id, t).await?;
-        let shown = if t.rsplit_once(':').is_some_and(|(_, tag)| !tag.contains('/')) {
+        let shown = if t
+            .rsplit_once(':')
+            .is_some_and(|(_, tag)| !tag.contains('/'))
+        {
             t.clone()
         } else {
             format!("{t}:latest")
@@ -364,7 +387,11 @@ impl State {
         self.config
             .get("Env")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -474,7 +501,8 @@ impl<B: Backend> Run<'_, B> {
         }
         self.check_cancelled()?;
         let mut n = plan.first_step[&i];
-        self.out.stream(format!("Step {n}/{} : {}", plan.total, stage.from.original));
+        self.out
+            .stream(format!("Step {n}/{} : {}", plan.total, stage.from.original));
         self.out.stream("\n");
         let base = if stage.image.eq_ignore_ascii_case("scratch") {
             ImageInfo {
@@ -509,16 +537,27 @@ impl<B: Backend> Run<'_, B> {
         let triggers: Vec<String> = config
             .get("OnBuild")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         config.remove("OnBuild");
         // The default PATH when the base image sets none, as dockerd's builder does.
         let has_path = config
             .get("Env")
             .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|v| v.as_str().is_some_and(|s| s.starts_with("PATH="))));
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|v| v.as_str().is_some_and(|s| s.starts_with("PATH=")))
+            });
         if !has_path {
-            let mut env = config.get("Env").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut env = config
+                .get("Env")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             env.insert(0, json!(DEFAULT_PATH));
             config.insert("Env".into(), Value::Array(env));
         }
@@ -530,7 +569,10 @@ impl<B: Backend> Run<'_, B> {
             cmd_set: false,
         };
         if let Some(sh) = st.config.get("Shell").and_then(Value::as_array) {
-            let sh: Vec<String> = sh.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+            let sh: Vec<String> = sh
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
             if !sh.is_empty() {
                 st.shell = sh;
             }
@@ -552,7 +594,8 @@ impl<B: Backend> Run<'_, B> {
         for (ins, cmd) in &stage.steps {
             self.check_cancelled()?;
             n += 1;
-            self.out.stream(format!("Step {n}/{} : {}", plan.total, ins.original));
+            self.out
+                .stream(format!("Step {n}/{} : {}", plan.total, ins.original));
             self.out.stream("\n");
             self.step(&mut st, ins, cmd).await?;
         }
@@ -613,7 +656,9 @@ impl<B: Backend> Run<'_, B> {
                     };
                     let value = match self.opts.build_args.get(k) {
                         Some(Some(v)) => Some(v.clone()),
-                        _ => default.clone().or_else(|| self.plan.meta_args.get(k).cloned().flatten()),
+                        _ => default
+                            .clone()
+                            .or_else(|| self.plan.meta_args.get(k).cloned().flatten()),
                     };
                     if let Ok(mut u) = self.used_args.lock() {
                         u.insert(k.clone());
@@ -625,7 +670,8 @@ impl<B: Backend> Run<'_, B> {
                         None => k.clone(),
                     });
                 }
-                self.commit_meta(st, &format!("ARG {}", shown.join(" "))).await
+                self.commit_meta(st, &format!("ARG {}", shown.join(" ")))
+                    .await
             }
             Command::Env(pairs) => {
                 let mut shown = Vec::new();
@@ -635,11 +681,17 @@ impl<B: Backend> Run<'_, B> {
                     st.set_env(&k, &v);
                     shown.push(format!("{k}={v}"));
                 }
-                self.commit_meta(st, &format!("ENV {}", shown.join(" "))).await
+                self.commit_meta(st, &format!("ENV {}", shown.join(" ")))
+                    .await
             }
             Command::Label(pairs) => {
                 let mut shown = Vec::new();
-                let mut labels = st.config.get("Labels").and_then(Value::as_object).cloned().unwrap_or_default();
+                let mut labels = st
+                    .config
+                    .get("Labels")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
                 for (k, v) in pairs {
                     let k = self.expand(st, k)?;
                     let v = self.expand(st, v)?;
@@ -647,13 +699,15 @@ impl<B: Backend> Run<'_, B> {
                     labels.insert(k, json!(v));
                 }
                 st.config.insert("Labels".into(), Value::Object(labels));
-                self.commit_meta(st, &format!("LABEL {}", shown.join(" "))).await
+                self.commit_meta(st, &format!("LABEL {}", shown.join(" ")))
+                    .await
             }
             Command::Cmd(args) => {
                 let argv = self.argv(st, args);
                 st.config.insert("Cmd".into(), json!(argv));
                 st.cmd_set = true;
-                self.commit_meta(st, &format!("CMD {}", go_list(&argv))).await
+                self.commit_meta(st, &format!("CMD {}", go_list(&argv)))
+                    .await
             }
             Command::Entrypoint(args) => {
                 let argv = match args {
@@ -668,15 +722,22 @@ impl<B: Backend> Run<'_, B> {
                 if !st.cmd_set {
                     st.config.insert("Cmd".into(), Value::Null);
                 }
-                self.commit_meta(st, &format!("ENTRYPOINT {}", go_list(&argv))).await
+                self.commit_meta(st, &format!("ENTRYPOINT {}", go_list(&argv)))
+                    .await
             }
             Command::Shell(sh) => {
                 st.shell = sh.clone();
                 st.config.insert("Shell".into(), json!(sh));
-                self.commit_meta(st, &format!("SHELL {}", go_list(sh))).await
+                self.commit_meta(st, &format!("SHELL {}", go_list(sh)))
+                    .await
             }
             Command::Expose(text) => {
-                let mut ports = st.config.get("ExposedPorts").and_then(Value::as_object).cloned().unwrap_or_default();
+                let mut ports = st
+                    .config
+                    .get("ExposedPorts")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
                 let mut shown = Vec::new();
                 for p in self.expand_words(st, text)? {
                     let spec = expose_port(&p)?;
@@ -685,16 +746,26 @@ impl<B: Backend> Run<'_, B> {
                         ports.insert(s, json!({}));
                     }
                 }
-                st.config.insert("ExposedPorts".into(), Value::Object(ports));
+                st.config
+                    .insert("ExposedPorts".into(), Value::Object(ports));
                 shown.sort();
-                self.commit_meta(st, &format!("EXPOSE {}", shown.join(" "))).await
+                self.commit_meta(st, &format!("EXPOSE {}", shown.join(" ")))
+                    .await
             }
             Command::Volume(args) => {
                 let list = match args {
-                    Args::Json(v) => v.iter().map(|x| self.expand(st, x)).collect::<Result<Vec<_>>>()?,
+                    Args::Json(v) => v
+                        .iter()
+                        .map(|x| self.expand(st, x))
+                        .collect::<Result<Vec<_>>>()?,
                     Args::Shell(s) => self.expand_words(st, s)?,
                 };
-                let mut vols = st.config.get("Volumes").and_then(Value::as_object).cloned().unwrap_or_default();
+                let mut vols = st
+                    .config
+                    .get("Volumes")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
                 for v in &list {
                     if v.trim().is_empty() {
                         return Err(step_error("VOLUME specified can not be an empty string"));
@@ -702,7 +773,8 @@ impl<B: Backend> Run<'_, B> {
                     vols.insert(v.clone(), json!({}));
                 }
                 st.config.insert("Volumes".into(), Value::Object(vols));
-                self.commit_meta(st, &format!("VOLUME {}", go_list(&list))).await
+                self.commit_meta(st, &format!("VOLUME {}", go_list(&list)))
+                    .await
             }
             Command::User(u) => {
                 let u = self.expand(st, u)?;
@@ -726,10 +798,18 @@ impl<B: Backend> Run<'_, B> {
             }
             Command::Onbuild(t) => {
                 let trigger = {
-                    let (kw, rest) = t.trim().split_once(char::is_whitespace).unwrap_or((t.trim(), ""));
+                    let (kw, rest) = t
+                        .trim()
+                        .split_once(char::is_whitespace)
+                        .unwrap_or((t.trim(), ""));
                     format!("{} {}", kw.to_ascii_uppercase(), rest.trim())
                 };
-                let mut list = st.config.get("OnBuild").and_then(Value::as_array).cloned().unwrap_or_default();
+                let mut list = st
+                    .config
+                    .get("OnBuild")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 list.push(json!(trigger));
                 st.config.insert("OnBuild".into(), Value::Array(list));
                 self.commit_meta(st, &format!("ONBUILD {trigger}")).await
@@ -770,7 +850,7 @@ impl<B: Backend> Run<'_, B> {
         }
         let hit = match self.backend.cached(&st.image.id, key).await {
             Some(img) if self.cache_allowed(&img) => Some(img),
-            _ => self.from_cache_sources(st, created_by).await,
+            _ => self.cache_source_hit(st, created_by).await,
         };
         match hit {
             Some(img) => {
@@ -790,27 +870,48 @@ impl<B: Backend> Run<'_, B> {
             return true;
         }
         let hist = |i: &ImageInfo| i.config["history"].as_array().map(|a| a.len()).unwrap_or(0);
-        let diffs = |i: &ImageInfo| i.config["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default();
+        let diffs = |i: &ImageInfo| {
+            i.config["rootfs"]["diff_ids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        };
         self.cache_from.iter().any(|s| {
             s.id == img.id
                 || (hist(s) >= hist(img) && diffs(s).starts_with(&diffs(img)) && {
                     let a = s.config["history"].as_array().cloned().unwrap_or_default();
-                    let b = img.config["history"].as_array().cloned().unwrap_or_default();
-                    a.iter().zip(b.iter()).all(|(x, y)| x["created_by"] == y["created_by"])
+                    let b = img.config["history"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    a.iter()
+                        .zip(b.iter())
+                        .all(|(x, y)| x["created_by"] == y["created_by"])
                 })
         })
     }
 
     /// A `--cache-from` image whose history continues the current image's with this step
     /// and ends there: it serves as the step's result.
-    async fn from_cache_sources(&self, st: &State, created_by: &str) -> Option<ImageInfo> {
-        let cur_hist = st.image.config["history"].as_array().cloned().unwrap_or_default();
-        let cur_diffs = st.image.config["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default();
+    async fn cache_source_hit(&self, st: &State, created_by: &str) -> Option<ImageInfo> {
+        let cur_hist = st.image.config["history"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let cur_diffs = st.image.config["rootfs"]["diff_ids"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for s in &self.cache_from {
             let h = s.config["history"].as_array().cloned().unwrap_or_default();
-            let d = s.config["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default();
+            let d = s.config["rootfs"]["diff_ids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if h.len() == cur_hist.len() + 1
-                && h.iter().zip(cur_hist.iter()).all(|(a, b)| a["created_by"] == b["created_by"])
+                && h.iter()
+                    .zip(cur_hist.iter())
+                    .all(|(a, b)| a["created_by"] == b["created_by"])
                 && h.last().is_some_and(|l| l["created_by"] == created_by)
                 && d.starts_with(&cur_diffs)
             {
@@ -855,7 +956,9 @@ impl<B: Backend> Run<'_, B> {
         heredocs: &[parser::Heredoc],
     ) -> Result<()> {
         let argv = match (args, heredocs) {
-            (Args::Shell(s), [h]) if s.trim().starts_with("<<") && s.split_whitespace().count() == 1 => {
+            (Args::Shell(s), [h])
+                if s.trim().starts_with("<<") && s.split_whitespace().count() == 1 =>
+            {
                 let mut a = st.shell.clone();
                 a.push(h.content.clone());
                 a
@@ -881,13 +984,20 @@ impl<B: Backend> Run<'_, B> {
         }
         let shown_args: Vec<String> = used
             .iter()
-            .filter(|(k, _)| !PROXY_ARGS.contains(&k.as_str()) || st.args.iter().any(|(a, _)| a == k))
+            .filter(|(k, _)| {
+                !PROXY_ARGS.contains(&k.as_str()) || st.args.iter().any(|(a, _)| a == k)
+            })
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         let created_by = if shown_args.is_empty() {
             argv.join(" ")
         } else {
-            format!("|{} {} {}", shown_args.len(), shown_args.join(" "), argv.join(" "))
+            format!(
+                "|{} {} {}",
+                shown_args.len(),
+                shown_args.join(" "),
+                argv.join(" ")
+            )
         };
         let key = cache_key(&st.image.id, &created_by, &st.config);
         if self.probe_cache(st, &key, &created_by).await {
@@ -909,9 +1019,13 @@ impl<B: Backend> Run<'_, B> {
         run_config.insert("Cmd".into(), json!(argv));
         run_config.insert("Entrypoint".into(), json!([]));
         run_config.remove("Healthcheck");
-        let container = self.backend.create(&st.image.id, Value::Object(run_config)).await?;
+        let container = self
+            .backend
+            .create(&st.image.id, Value::Object(run_config))
+            .await?;
         self.scratch.fetch_add(1, Ordering::SeqCst);
-        self.out.stream(format!(" ---> Running in {}\n", short(&container)));
+        self.out
+            .stream(format!(" ---> Running in {}\n", short(&container)));
         let code = match self.backend.run(&container, self.out).await {
             Ok(c) => c,
             Err(e) => {
@@ -935,7 +1049,10 @@ impl<B: Backend> Run<'_, B> {
         }
         let committed = self.commit_container(st, &container, created_by, key).await;
         if self.opts.rm || self.opts.force_rm {
-            self.out.stream(format!("Removing intermediate container {}\n", short(&container)));
+            self.out.stream(format!(
+                "Removing intermediate container {}\n",
+                short(&container)
+            ));
             self.backend.remove(&container).await;
         }
         self.out.stream(format!(" ---> {}\n", short(&committed?)));
@@ -970,7 +1087,9 @@ impl<B: Backend> Run<'_, B> {
         let fail = |m: String| step_error(format!("{kw} failed: {m}"));
         let scratch = self.backend.scratch_dir();
         let mut holds: Vec<String> = Vec::new();
-        let result = self.copy_inner(st, c, kw, &fail, &scratch, &mut holds).await;
+        let result = self
+            .copy_inner(st, c, kw, &fail, &scratch, &mut holds)
+            .await;
         for h in holds {
             self.backend.remove(&h).await;
         }
@@ -1023,7 +1142,9 @@ impl<B: Backend> Run<'_, B> {
                 let img = match stage_ref(&self.plan.stages, &f, true) {
                     Some(i) if i < self.plan.stages.len() => self.wait_stage(i).await?,
                     Some(_) => {
-                        return Err(step_error(format!("invalid from flag value {f}: index out of bounds")))
+                        return Err(step_error(format!(
+                            "invalid from flag value {f}: index out of bounds"
+                        )))
                     }
                     None => self
                         .backend
@@ -1031,7 +1152,10 @@ impl<B: Backend> Run<'_, B> {
                         .await
                         .map_err(|e| step_error(format!("invalid from flag value {f}: {e}")))?,
                 };
-                let holder = self.backend.create(&img.id, json!({"Cmd": ["/bin/sh"]})).await?;
+                let holder = self
+                    .backend
+                    .create(&img.id, json!({"Cmd": ["/bin/sh"]}))
+                    .await?;
                 holds.push(holder.clone());
                 self.backend.view(&holder).await?
             }
@@ -1049,13 +1173,22 @@ impl<B: Backend> Run<'_, B> {
         let dl_dir = scratch.join(format!("src-{}", unique()));
         for h in &c.heredocs {
             std::fs::create_dir_all(&dl_dir)?;
-            let body = if h.expand { self.expand(st, &h.content).unwrap_or_else(|_| h.content.clone()) } else { h.content.clone() };
+            let body = if h.expand {
+                self.expand(st, &h.content)
+                    .unwrap_or_else(|_| h.content.clone())
+            } else {
+                h.content.clone()
+            };
             let p = dl_dir.join(&h.name);
             std::fs::write(&p, body)?;
             set_mode(&p, 0o644)?;
             let meta = std::fs::symlink_metadata(&p)?;
             srcs.push(Src {
-                entries: vec![Entry { name: h.name.clone(), path: p, meta }],
+                entries: vec![Entry {
+                    name: h.name.clone(),
+                    path: p,
+                    meta,
+                }],
                 is_dir: false,
                 archive: None,
                 base: h.name.clone(),
@@ -1064,10 +1197,14 @@ impl<B: Backend> Run<'_, B> {
         for s in &sources {
             if c.add && (s.starts_with("http://") || s.starts_with("https://")) {
                 std::fs::create_dir_all(&dl_dir)?;
-                let (p, name) = download(s, &dl_dir).await.map_err(|e| fail(e))?;
+                let (p, name) = download(s, &dl_dir).await.map_err(fail)?;
                 let meta = std::fs::symlink_metadata(&p)?;
                 srcs.push(Src {
-                    entries: vec![Entry { name: name.clone(), path: p, meta }],
+                    entries: vec![Entry {
+                        name: name.clone(),
+                        path: p,
+                        meta,
+                    }],
                     is_dir: false,
                     archive: None,
                     base: name,
@@ -1075,7 +1212,9 @@ impl<B: Backend> Run<'_, B> {
                 continue;
             }
             if in_context && context::escapes(s) {
-                return Err(fail(format!("forbidden path outside the build context: {s} ()")));
+                return Err(fail(format!(
+                    "forbidden path outside the build context: {s} ()"
+                )));
             }
             let matches = if context::has_glob(s) {
                 let m = context::glob_matches(&root, s)?;
@@ -1112,7 +1251,11 @@ impl<B: Backend> Run<'_, B> {
                     if is_archive {
                         let meta = std::fs::symlink_metadata(&path)?;
                         srcs.push(Src {
-                            entries: vec![Entry { name: base.clone(), path: path.clone(), meta }],
+                            entries: vec![Entry {
+                                name: base.clone(),
+                                path: path.clone(),
+                                meta,
+                            }],
                             is_dir: true,
                             archive: Some(path),
                             base,
@@ -1129,13 +1272,22 @@ impl<B: Backend> Run<'_, B> {
                         context::walk(&p2, "", &mut out)?;
                     } else {
                         let meta = std::fs::metadata(&p2)?;
-                        out.push(Entry { name: b2, path: p2, meta });
+                        out.push(Entry {
+                            name: b2,
+                            path: p2,
+                            meta,
+                        });
                     }
                     Ok::<_, std::io::Error>(out)
                 })
                 .await
                 .map_err(|e| BuildError::Backend(e.to_string()))??;
-                srcs.push(Src { entries, is_dir, archive: None, base });
+                srcs.push(Src {
+                    entries,
+                    is_dir,
+                    archive: None,
+                    base,
+                });
             }
         }
         if srcs.len() > 1 && !dir_dest {
@@ -1145,7 +1297,8 @@ impl<B: Backend> Run<'_, B> {
         }
         // The checksum of everything, for the cache key.
         let all: Vec<Entry> = srcs.iter().flat_map(|s| s.entries.clone()).collect();
-        let sum = tokio::task::spawn_blocking(move || context::checksum(&all))
+        let known = self.opts.digests.clone();
+        let sum = tokio::task::spawn_blocking(move || context::checksum(&all, &known))
             .await
             .map_err(|e| BuildError::Backend(e.to_string()))??;
         let kind = match srcs.as_slice() {
@@ -1153,7 +1306,11 @@ impl<B: Backend> Run<'_, B> {
             [_] => "file",
             _ => "multi",
         };
-        let shown_dest = if dest_raw.starts_with('/') { dest_raw.clone() } else { dest.clone() };
+        let shown_dest = if dest_raw.starts_with('/') {
+            dest_raw.clone()
+        } else {
+            dest.clone()
+        };
         let mut created_by = format!("/bin/sh -c #(nop) {kw} {kind}:{sum} in {shown_dest} ");
         if let Some(o) = &chown {
             created_by.push_str(&format!("--chown={o} "));
@@ -1167,50 +1324,72 @@ impl<B: Backend> Run<'_, B> {
             return Ok(());
         }
         let mut cfg = st.config.clone();
-        cfg.insert("Cmd".into(), json!(["/bin/sh", "-c", created_by.trim_start_matches("/bin/sh -c ")]));
+        cfg.insert(
+            "Cmd".into(),
+            json!([
+                "/bin/sh",
+                "-c",
+                created_by.trim_start_matches("/bin/sh -c ")
+            ]),
+        );
         cfg.insert("Entrypoint".into(), json!([]));
-        let container = self.backend.create(&st.image.id, Value::Object(cfg)).await?;
+        let container = self
+            .backend
+            .create(&st.image.id, Value::Object(cfg))
+            .await?;
         let r = async {
             let (uid, gid) = match &chown {
                 Some(o) => self.backend.lookup_owner(&container, o).await?,
                 None => (0, 0),
             };
-            let own = Ownership { uid, gid, mode: chmod };
+            let own = Ownership {
+                uid,
+                gid,
+                mode: chmod,
+            };
             for s in &srcs {
                 // The directory the entries land in, and their names there.
                 let (dir, entries) = if s.archive.is_some() || s.is_dir {
                     (dest.clone(), s.entries.clone())
-                } else if dir_dest || srcs.len() > 1 || self.backend.stat(&container, &dest).await? == Some(true) {
+                } else if dir_dest
+                    || srcs.len() > 1
+                    || self.backend.stat(&container, &dest).await? == Some(true)
+                {
                     (dest.clone(), rename(&s.entries, &s.base))
                 } else {
                     let (parent, name) = split_parent(&dest);
                     (parent, rename(&s.entries, &name))
                 };
-                let tar = scratch.join(format!("copy-{}.tar", unique()));
-                let t2 = tar.clone();
+                // The tar streams through a pipe from a writer thread to the extraction.
+                let (reader, writer) = std::io::pipe()?;
                 let archive = s.archive.clone();
                 let spool = scratch.join(format!("xz-{}", unique()));
-                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                    let f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&t2)?);
+                let writing = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    let mut w = std::io::BufWriter::with_capacity(1 << 20, writer);
                     match archive {
                         Some(a) => {
-                            let mut w = f;
                             if let Some(mut r) = context::open_archive(&a, &spool)? {
                                 std::io::copy(&mut r, &mut w)?;
                             }
                             let _ = std::fs::remove_file(&spool);
                             std::io::Write::flush(&mut w)
                         }
-                        None => context::write_tar(&entries, own, f),
+                        None => context::write_tar(&entries, own, w),
                     }
-                })
-                .await
-                .map_err(|e| BuildError::Backend(e.to_string()))??;
-                let r = self.backend.copy_into(&container, &dir, (uid, gid), tar.clone()).await;
-                let _ = std::fs::remove_file(&tar);
-                r?;
+                });
+                let copied = self
+                    .backend
+                    .copy_into(&container, &dir, Box::new(reader))
+                    .await;
+                let written = writing
+                    .await
+                    .map_err(|e| BuildError::Backend(e.to_string()))?;
+                copied?;
+                written?;
             }
-            let id = self.commit_container(st, &container, created_by, key).await?;
+            let id = self
+                .commit_container(st, &container, created_by, key)
+                .await?;
             self.out.stream(format!(" ---> {}\n", short(&id)));
             Ok(())
         }
@@ -1251,12 +1430,22 @@ pub fn clean_abs(p: &str) -> String {
 
 /// Go's `%v` of a string slice: `[a b c]`, as dockerd's history shows CMD and friends.
 fn go_list(v: &[String]) -> String {
-    format!("[{}]", v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" "))
+    format!(
+        "[{}]",
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
 }
 
 fn unique() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 fn set_mode(p: &Path, mode: u32) -> std::io::Result<()> {
@@ -1273,7 +1462,10 @@ fn expose_port(p: &str) -> Result<Vec<String>> {
     }
     let bad = || step_error(format!("invalid containerPort: {port}"));
     let (lo, hi) = match port.split_once('-') {
-        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
+        Some((a, b)) => (
+            a.parse::<u16>().map_err(|_| bad())?,
+            b.parse::<u16>().map_err(|_| bad())?,
+        ),
         None => {
             let v = port.parse::<u16>().map_err(|_| bad())?;
             (v, v)
@@ -1316,7 +1508,9 @@ async fn download(url: &str, dir: &Path) -> std::result::Result<(PathBuf, String
         .and_then(|v| v.to_str().ok())
         .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok());
     let path = dir.join(&name);
-    let mut f = tokio::fs::File::create(&path).await.map_err(|e| e.to_string())?;
+    let mut f = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut stream = resp.bytes_stream();
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
@@ -1376,7 +1570,10 @@ mod tests {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-        assert!(e.starts_with("circular dependency detected on stage: "), "{e}");
+        assert!(
+            e.starts_with("circular dependency detected on stage: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::ignore;
 /// Unpacks a build context body into `dir` (which must exist and be empty): a tar, plain or
 /// compressed with gzip, bzip2 or xz, or a bare Dockerfile (`docker build - < Dockerfile`),
 /// which becomes `dir/Dockerfile`.
-pub fn unpack(body: impl Read, dir: &Path) -> Result<()> {
+pub fn unpack(body: impl Read, dir: &Path) -> Result<Digests> {
     let mut r = BufReader::with_capacity(1 << 20, body);
     let head = r.fill_buf()?.to_vec();
     let spool = dir.with_extension("xz-spool");
@@ -42,7 +42,7 @@ pub fn unpack(body: impl Read, dir: &Path) -> Result<()> {
         let mut text = Vec::new();
         plain.read_to_end(&mut text)?;
         fs::write(dir.join("Dockerfile"), &text)?;
-        return Ok(());
+        return Ok(Digests::default());
     }
     let mut ar = tar::Archive::new(plain);
     ar.set_preserve_permissions(true);
@@ -55,6 +55,9 @@ pub fn unpack(body: impl Read, dir: &Path) -> Result<()> {
     let bad = |e: io::Error| BuildError::Context(format!("Error processing tar file: {e}"));
     let mut entries = ar.entries().map_err(bad)?;
     let mut any = false;
+    let mut digests = Digests::default();
+    let canonical_root = fs::canonicalize(dir)?;
+    let mut buf = vec![0u8; 1 << 20];
     loop {
         let entry = match entries.next() {
             None => break,
@@ -63,11 +66,67 @@ pub fn unpack(body: impl Read, dir: &Path) -> Result<()> {
             Some(Err(e)) => return Err(bad(e)),
         };
         let mut entry = entry;
-        entry.unpack_in(dir).map_err(bad)?;
         any = true;
+        let kind = entry.header().entry_type();
+        let rel = entry.path().map_err(bad)?.into_owned();
+        let plain = rel.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+        if !(kind.is_file() && plain && rel.components().next().is_some()) {
+            entry.unpack_in(dir).map_err(bad)?;
+            continue;
+        }
+        // Regular files by hand: written in 1 MiB blocks and hashed on the way, so COPY's
+        // checksum need not read the context again.
+        let target = dir.join(&rel);
+        let parent = target.parent().unwrap_or(dir);
+        fs::create_dir_all(parent)?;
+        if !fs::canonicalize(parent)?.starts_with(&canonical_root) {
+            return Err(bad(io::Error::other(format!(
+                "{} is outside the context",
+                rel.display()
+            ))));
+        }
+        if let Ok(m) = fs::symlink_metadata(&target) {
+            if m.is_dir() {
+                fs::remove_dir_all(&target)?;
+            } else {
+                fs::remove_file(&target)?;
+            }
+        }
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+        let mtime = entry.header().mtime().unwrap_or(0);
+        let mut f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&target)?
+        };
+        let mut h = Sha256::new();
+        loop {
+            let n = entry.read(&mut buf).map_err(bad)?;
+            if n == 0 {
+                break;
+            }
+            f.write_all(&buf[..n])?;
+            h.update(&buf[..n]);
+        }
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        let _ = f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime));
+        digests.0.insert(target, format!("{:x}", h.finalize()));
     }
-    Ok(())
+    Ok(digests)
 }
+
+/// The content digests of the context's regular files, taken while it was unpacked.
+#[derive(Debug, Clone, Default)]
+pub struct Digests(pub std::collections::HashMap<PathBuf, String>);
 
 /// Whether a buffer starts with a tar header (the ustar magic, or an old-style header whose
 /// checksum adds up).
@@ -84,7 +143,13 @@ fn is_tar(head: &[u8]) -> bool {
     let sum: u32 = head[..512]
         .iter()
         .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as u32 })
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                b as u32
+            }
+        })
         .sum();
     stored == Some(sum) && head[0] != 0
 }
@@ -105,13 +170,14 @@ pub fn prepare(dir: &Path, name: &str) -> Result<Prepared> {
     if !path.is_file() && name == "Dockerfile" {
         path = resolve(dir, "dockerfile")?;
     }
-    let text = fs::read(&path).map_err(|_| {
-        BuildError::Context(format!("Cannot locate specified Dockerfile: {name}"))
-    })?;
+    let text = fs::read(&path)
+        .map_err(|_| BuildError::Context(format!("Cannot locate specified Dockerfile: {name}")))?;
     let text = String::from_utf8_lossy(&text).into_owned();
     let specific = path.with_file_name(format!(
         "{}.dockerignore",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     ));
     let patterns = fs::read_to_string(&specific)
         .or_else(|_| fs::read_to_string(dir.join(".dockerignore")))
@@ -288,7 +354,7 @@ pub fn walk(src: &Path, name: &str, out: &mut Vec<Entry>) -> io::Result<()> {
 
 /// The checksum of what a COPY brings, for the cache: names, types, modes, sizes, link
 /// targets and contents (not times or owners, as the classic builder's tarsum).
-pub fn checksum(entries: &[Entry]) -> io::Result<String> {
+pub fn checksum(entries: &[Entry], known: &Digests) -> io::Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     for e in entries {
@@ -298,15 +364,19 @@ pub fn checksum(entries: &[Entry]) -> io::Result<String> {
         h.update(format!("{:o}:{}:", e.meta.mode(), e.meta.len()).as_bytes());
         if ft.is_symlink() {
             h.update(fs::read_link(&e.path)?.as_os_str().as_encoded_bytes());
+        } else if let (true, Some(d)) = (ft.is_file(), known.0.get(&e.path)) {
+            h.update(d.as_bytes());
         } else if ft.is_file() {
+            let mut h2 = Sha256::new();
             let mut f = fs::File::open(&e.path)?;
             loop {
                 let n = f.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
-                h.update(&buf[..n]);
+                h2.update(&buf[..n]);
             }
+            h.update(format!("{:x}", h2.finalize()).as_bytes());
         }
         h.update([0]);
     }
@@ -407,7 +477,10 @@ mod tests {
         fs::create_dir_all(root.join("a/b")).expect("mkdir");
         std::os::unix::fs::symlink("/etc", root.join("abs")).expect("link");
         std::os::unix::fs::symlink("../../..", root.join("a/b/up")).expect("link");
-        assert_eq!(resolve(root, "abs/passwd").expect("r"), root.join("etc/passwd"));
+        assert_eq!(
+            resolve(root, "abs/passwd").expect("r"),
+            root.join("etc/passwd")
+        );
         assert_eq!(resolve(root, "a/b/up/x").expect("r"), root.join("x"));
         assert!(escapes("../x") && escapes("a/../../x") && !escapes("a/../x"));
     }
@@ -418,7 +491,10 @@ mod tests {
         let ctx = d.path().join("ctx");
         fs::create_dir(&ctx).expect("mkdir");
         unpack(&b"FROM scratch\n"[..], &ctx).expect("unpack");
-        assert_eq!(fs::read_to_string(ctx.join("Dockerfile")).expect("read"), "FROM scratch\n");
+        assert_eq!(
+            fs::read_to_string(ctx.join("Dockerfile")).expect("read"),
+            "FROM scratch\n"
+        );
 
         let ctx2 = d.path().join("ctx2");
         fs::create_dir(&ctx2).expect("mkdir");

@@ -124,7 +124,9 @@ mod tests {
 
     #[test]
     fn patterns_and_exceptions() {
-        let pats = read_patterns("# comment\n*.log\n!keep.log\nbuild\n!build/keep.txt\n**/*.tmp\n./docs/?.md\n\n");
+        let pats = read_patterns(
+            "# comment\n*.log\n!keep.log\nbuild\n!build/keep.txt\n**/*.tmp\n./docs/?.md\n\n",
+        );
         assert!(ignored(&pats, "a.log"));
         assert!(!ignored(&pats, "keep.log"));
         assert!(!ignored(&pats, "dir/a.log"));

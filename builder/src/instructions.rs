@@ -77,8 +77,21 @@ fn allowed_flags(keyword: &str) -> &'static [&'static str] {
         "FROM" => &["platform"],
         "RUN" => &["mount", "network", "security"],
         "COPY" => &["from", "chown", "chmod", "link", "parents", "exclude"],
-        "ADD" => &["chown", "chmod", "checksum", "keep-git-dir", "link", "exclude"],
-        "HEALTHCHECK" => &["interval", "timeout", "start-period", "start-interval", "retries"],
+        "ADD" => &[
+            "chown",
+            "chmod",
+            "checksum",
+            "keep-git-dir",
+            "link",
+            "exclude",
+        ],
+        "HEALTHCHECK" => &[
+            "interval",
+            "timeout",
+            "start-period",
+            "start-interval",
+            "retries",
+        ],
         _ => &[],
     }
 }
@@ -109,7 +122,10 @@ pub fn command(ins: &Instruction, escape: char) -> Result<Command> {
     };
     let at_least_one = || -> Result<()> {
         if rest.is_empty() {
-            Err(err(ins, format!("{} requires at least one argument", ins.keyword)))
+            Err(err(
+                ins,
+                format!("{} requires at least one argument", ins.keyword),
+            ))
         } else {
             Ok(())
         }
@@ -119,9 +135,16 @@ pub fn command(ins: &Instruction, escape: char) -> Result<Command> {
             let w = words();
             let (image, name) = match w.as_slice() {
                 [i] => (i.clone(), None),
-                [i, as_, n] if as_.eq_ignore_ascii_case("as") => (i.clone(), Some(n.to_ascii_lowercase())),
+                [i, as_, n] if as_.eq_ignore_ascii_case("as") => {
+                    (i.clone(), Some(n.to_ascii_lowercase()))
+                }
                 [_, x, _] => {
-                    return Err(err(ins, format!("FROM requires either one or three arguments: expected 'AS', got {x:?}")))
+                    return Err(err(
+                        ins,
+                        format!(
+                            "FROM requires either one or three arguments: expected 'AS', got {x:?}"
+                        ),
+                    ))
                 }
                 _ => return Err(err(ins, "FROM requires either one or three arguments")),
             };
@@ -133,7 +156,11 @@ pub fn command(ins: &Instruction, escape: char) -> Result<Command> {
         }
         "RUN" => {
             at_least_one()?;
-            for (f, what) in [("mount", "--mount"), ("network", "--network"), ("security", "--security")] {
+            for (f, what) in [
+                ("mount", "--mount"),
+                ("network", "--network"),
+                ("security", "--security"),
+            ] {
                 if flag(&ins.flags, f).is_some() {
                     return Err(BuildError::Step {
                         message: format!("the {what} option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled"),
@@ -188,11 +215,23 @@ pub fn command(ins: &Instruction, escape: char) -> Result<Command> {
         }
         "ONBUILD" => {
             at_least_one()?;
-            let trigger = rest.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            let trigger = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
             match trigger.as_str() {
-                "ONBUILD" => return Err(err(ins, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")),
+                "ONBUILD" => {
+                    return Err(err(
+                        ins,
+                        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+                    ))
+                }
                 "FROM" | "MAINTAINER" => {
-                    return Err(err(ins, format!("{trigger} isn't allowed as an ONBUILD trigger")))
+                    return Err(err(
+                        ins,
+                        format!("{trigger} isn't allowed as an ONBUILD trigger"),
+                    ))
                 }
                 _ => {}
             }
@@ -200,9 +239,16 @@ pub fn command(ins: &Instruction, escape: char) -> Result<Command> {
         }
         "HEALTHCHECK" => {
             at_least_one()?;
-            let kind = rest.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            let kind = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
             if kind != "NONE" && kind != "CMD" {
-                return Err(err(ins, format!("Unknown type \"{kind}\" in HEALTHCHECK (try CMD)")));
+                return Err(err(
+                    ins,
+                    format!("Unknown type \"{kind}\" in HEALTHCHECK (try CMD)"),
+                ));
             }
             if kind == "CMD" && rest.split_whitespace().count() < 2 {
                 return Err(err(ins, "Missing command after HEALTHCHECK CMD"));
@@ -266,7 +312,9 @@ pub fn healthcheck(flags: &[String], args: &str) -> std::result::Result<serde_js
             _ => return Err(format!("Unknown flag: {k}")),
         };
         let n = if field == "Retries" {
-            let r = v.parse::<i64>().map_err(|_| format!("strconv.ParseInt: parsing {v:?}: invalid syntax"))?;
+            let r = v
+                .parse::<i64>()
+                .map_err(|_| format!("strconv.ParseInt: parsing {v:?}: invalid syntax"))?;
             if r < 1 {
                 return Err(format!("--retries must be at least 1 (not {r})"));
             }
@@ -351,7 +399,9 @@ mod tests {
 
     #[test]
     fn typed_and_refused() {
-        assert!(matches!(cmd("FROM a AS Build").expect("from"), Command::From { name: Some(n), .. } if n == "build"));
+        assert!(
+            matches!(cmd("FROM a AS Build").expect("from"), Command::From { name: Some(n), .. } if n == "build")
+        );
         assert_eq!(
             cmd("ENV --foo=1 a=b").expect_err("flag").to_string(),
             "dockerfile parse error line 1: Unknown flag: foo"
@@ -375,11 +425,18 @@ mod tests {
 
     #[test]
     fn healthcheck_config() {
-        let hc = healthcheck(&["interval=5s".into(), "retries=2".into()], "CMD [\"true\"]").expect("hc");
+        let hc = healthcheck(
+            &["interval=5s".into(), "retries=2".into()],
+            "CMD [\"true\"]",
+        )
+        .expect("hc");
         assert_eq!(hc["Interval"], 5_000_000_000i64);
         assert_eq!(hc["Retries"], 2);
         assert_eq!(hc["Test"], serde_json::json!(["CMD", "true"]));
-        assert_eq!(healthcheck(&[], "CMD curl x").expect("hc")["Test"][0], "CMD-SHELL");
+        assert_eq!(
+            healthcheck(&[], "CMD curl x").expect("hc")["Test"][0],
+            "CMD-SHELL"
+        );
         assert_eq!(go_duration("1m30s"), Some(90_000_000_000));
     }
 }

@@ -299,7 +299,10 @@ fn heredoc_markers(rest: &str) -> Vec<(String, bool, bool)> {
             i += 1;
             continue;
         }
-        if c == b'<' && b[i + 1] == b'<' && b.get(i + 2) != Some(&b'<') && (i == 0 || b[i - 1] != b'<')
+        if c == b'<'
+            && b[i + 1] == b'<'
+            && b.get(i + 2) != Some(&b'<')
+            && (i == 0 || b[i - 1] != b'<')
         {
             let mut j = i + 2;
             let strip = b.get(j) == Some(&b'-');
@@ -350,7 +353,12 @@ pub fn json_args(rest: &str) -> Option<Vec<String>> {
 
 /// The ENV and LABEL forms: `k=v k2="v 2"` pairs (quotes kept for the expansion to remove),
 /// or the legacy `key value with spaces`.
-pub fn name_values(keyword: &str, rest: &str, escape: char, line: usize) -> Result<Vec<(String, String)>> {
+pub fn name_values(
+    keyword: &str,
+    rest: &str,
+    escape: char,
+    line: usize,
+) -> Result<Vec<(String, String)>> {
     let words = split_words(rest, escape);
     if words.is_empty() {
         return Err(parse_error(
@@ -463,7 +471,8 @@ mod tests {
 
     #[test]
     fn flags_and_json() {
-        let df = parse("FROM a\nCOPY --from=build --chown=\"1:2\" [\"a b\", \"/c\"]\n").expect("parse");
+        let df =
+            parse("FROM a\nCOPY --from=build --chown=\"1:2\" [\"a b\", \"/c\"]\n").expect("parse");
         let c = &df.instructions[1];
         assert_eq!(c.flags, vec!["from=build", "chown=1:2"]);
         assert_eq!(json_args(&c.rest), Some(vec!["a b".into(), "/c".into()]));

@@ -85,7 +85,10 @@ impl Lexer<'_> {
                     match self.next() {
                         Some('\'') => break,
                         Some(x) => w.push(x),
-                        None => return Err(BuildError::Invalid("unexpected end of statement while looking for matching single-quote".into())),
+                        None => return Err(BuildError::Invalid(
+                            "unexpected end of statement while looking for matching single-quote"
+                                .into(),
+                        )),
                     }
                 }
             } else if c == '"' {
@@ -105,7 +108,10 @@ impl Lexer<'_> {
                             _ => w.push(x),
                         },
                         Some(x) => w.push(x),
-                        None => return Err(BuildError::Invalid("unexpected end of statement while looking for matching double-quote".into())),
+                        None => return Err(BuildError::Invalid(
+                            "unexpected end of statement while looking for matching double-quote"
+                                .into(),
+                        )),
                     }
                 }
             } else if c == '$' {
@@ -151,13 +157,19 @@ impl Lexer<'_> {
                         let nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
                         let present = if colon { nonempty } else { set };
                         match op {
-                            Some('-') => Ok(if present { value.unwrap_or_default() } else { word }),
+                            Some('-') => Ok(if present {
+                                value.unwrap_or_default()
+                            } else {
+                                word
+                            }),
                             Some('+') => Ok(if present { word } else { String::new() }),
                             Some('?') => {
                                 if present {
                                     Ok(value.unwrap_or_default())
                                 } else if word.is_empty() {
-                                    Err(BuildError::Invalid(format!("{name}: is not allowed to be unset")))
+                                    Err(BuildError::Invalid(format!(
+                                        "{name}: is not allowed to be unset"
+                                    )))
                                 } else {
                                     Err(BuildError::Invalid(format!("{name}: {word}")))
                                 }

@@ -42,6 +42,9 @@ pub struct EngineBackend {
     leases: Mutex<HashMap<String, RootfsLease>>,
     /// Containers of `scratch`: plain directories.
     dirs: Mutex<HashMap<String, PathBuf>>,
+    /// Build containers that ran (RUN): their upper dirs hold the runtime's mount points,
+    /// so they are committed through a tar; the others' upper dirs become the layer.
+    started: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for EngineBackend {
@@ -68,6 +71,7 @@ impl EngineBackend {
             scratch,
             leases: Mutex::default(),
             dirs: Mutex::default(),
+            started: Mutex::default(),
         }
     }
 
@@ -275,6 +279,10 @@ impl berth_builder::Backend for EngineBackend {
         let e = &self.engine;
         let rec = e.find(container).map_err(backend_error)?;
         let exits = rec.exits;
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(container.to_string());
         e.attach_started(container);
         e.attach_pending(container, true);
         let starting = {
@@ -293,7 +301,9 @@ impl berth_builder::Backend for EngineBackend {
             e.attach_pending(container, false);
         }
         e.attach_ended(container);
-        let started = starting.await.map_err(|x| BuildError::Backend(x.to_string()))?;
+        let started = starting
+            .await
+            .map_err(|x| BuildError::Backend(x.to_string()))?;
         if let Err(err) = started {
             return Err(BuildError::Step {
                 message: err.message.clone(),
@@ -312,14 +322,12 @@ impl berth_builder::Backend for EngineBackend {
         &self,
         container: &str,
         dest: &str,
-        _owner: (u32, u32),
-        tar: PathBuf,
+        tar: Box<dyn Read + Send>,
     ) -> Result<()> {
         let dest = dest.to_string();
         self.with_root(container, move |root, _| {
             root.make_dir(&dest)?;
-            let f = std::fs::File::open(&tar)?;
-            root.extract(&dest, f, true, false).map_err(|x| match x {
+            root.extract(&dest, tar, true, false).map_err(|x| match x {
                 ArchiveError::NotFound => BuildError::Step {
                     message: format!("failed to copy files: {dest}: no such file or directory"),
                     code: None,
@@ -363,7 +371,9 @@ impl berth_builder::Backend for EngineBackend {
             code: None,
         };
         if self.dir_of(container).is_some() {
-            return Err(bad(format!("can't find uid for user {u}: no such file or directory")));
+            return Err(bad(format!(
+                "can't find uid for user {u}: no such file or directory"
+            )));
         }
         let rec = self.engine.find(container).map_err(backend_error)?;
         let layers = self
@@ -371,7 +381,11 @@ impl berth_builder::Backend for EngineBackend {
             .images
             .image_layers(&rec.image_id, &rec.id)
             .map_err(|x| bad(x.to_string()))?;
-        let spec = if g.is_empty() { u.to_string() } else { format!("{u}:{g}") };
+        let spec = if g.is_empty() {
+            u.to_string()
+        } else {
+            format!("{u}:{g}")
+        };
         let user = crate::container::resolve_user(&layers, &rec, &spec)
             .map_err(|x| bad(x.message.clone()))?;
         Ok((user.uid, user.gid))
@@ -394,6 +408,11 @@ impl berth_builder::Backend for EngineBackend {
                 .map_err(|x| BuildError::Backend(x.to_string()))?;
             return Ok(img.id);
         };
+        let ran = self
+            .started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&c);
         let dir = match self.dir_of(&c) {
             Some(d) => d,
             None => {
@@ -404,8 +423,16 @@ impl berth_builder::Backend for EngineBackend {
         };
         let img = tokio::task::spawn_blocking(move || -> Result<berth_image::Image> {
             let root = Root::open(&dir)?;
-            let (img, written) =
-                tar_layer_piped(root, |r: &mut dyn Read| store.build_commit(Some(r), &opts))?;
+            let (img, written) = tar_layer_piped(root, |r: &mut dyn Read| {
+                let source = if ran {
+                    berth_image::LayerSource::Tar(r)
+                } else {
+                    // Never ran: its upper dir holds just the step's files, in the store's
+                    // own form; it becomes the layer instead of being unpacked again.
+                    berth_image::LayerSource::Dir { dir: &dir, tar: r }
+                };
+                store.build_commit(Some(source), &opts)
+            })?;
             let img = img.map_err(|x| BuildError::Backend(x.to_string()))?;
             if let Err(err) = written {
                 let _ = store.remove(&img.id, true, true, &|_| false);

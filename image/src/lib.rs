@@ -112,6 +112,27 @@ pub struct CommitOptions {
     pub container: String,
 }
 
+/// Where a build step's layer comes from.
+pub enum LayerSource<'a> {
+    /// A layer tar (OCI whiteouts), unpacked into the store.
+    Tar(&'a mut dyn Read),
+    /// A directory already holding the layer in overlay form, moved into the store, and the
+    /// tar of it (hashed for the diff id and kept as the layer's blob).
+    Dir {
+        dir: &'a Path,
+        tar: &'a mut dyn Read,
+    },
+}
+
+impl std::fmt::Debug for LayerSource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LayerSource::Tar(_) => f.write_str("LayerSource::Tar"),
+            LayerSource::Dir { dir, .. } => write!(f, "LayerSource::Dir({})", dir.display()),
+        }
+    }
+}
+
 /// A build step's image (`ImageStore::build_commit`).
 #[derive(Debug, Clone, Default)]
 pub struct BuildCommit {
@@ -216,7 +237,11 @@ impl ImageStore {
 
     /// A build step's image over `options.parent`, with `layer` (a tar with OCI whiteouts)
     /// when the step made one.
-    pub fn build_commit(&self, layer: Option<&mut dyn Read>, options: &BuildCommit) -> Result<Image> {
+    pub fn build_commit(
+        &self,
+        layer: Option<LayerSource<'_>>,
+        options: &BuildCommit,
+    ) -> Result<Image> {
         self.inner.build_commit(layer, options)
     }
 

@@ -772,9 +772,49 @@ impl Store {
 
     /// A build step's image: the parent's config with the step's container config, one
     /// more history entry, and the layer when the step made one.
+    /// Moves a directory that already holds a layer's files in overlay form (a build
+    /// container's upper dir that never ran) into the store as the layer `tar` describes:
+    /// the tar is hashed and kept as the layer's blob, not unpacked again.
+    pub(crate) fn adopt_layer_dir(&self, dir: &Path, tar: &mut dyn Read) -> Result<String> {
+        let blob = self.tmp_path("blob");
+        let result = (|| {
+            let file = fs::File::create(&blob).map_err(|e| io_err(&blob, e))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            let mut r = HashingReader::new(tar);
+            std::io::copy(&mut r, &mut w).map_err(|e| io_err(&blob, e))?;
+            let (digest, size) = r
+                .finish()
+                .map_err(|e| Error::InvalidArgument(format!("read layer: {e}")))?;
+            let file = w.into_inner().map_err(|e| io_err(&blob, e.error()))?;
+            file.sync_all().map_err(|e| io_err(&blob, e))?;
+            Ok((digest, size))
+        })();
+        let (digest, size) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = fs::remove_file(&blob);
+                return Err(e);
+            }
+        };
+        // An uncompressed tar: its digest is its diff id.
+        self.commit_layer(dir, &digest, None)?;
+        if self.layer_blob(&digest).is_none() {
+            let info = BlobInfo {
+                digest: digest.clone(),
+                size,
+                media_type: MEDIA_TAR.to_string(),
+                diff_id: digest.clone(),
+            };
+            self.put_layer_blob(&blob, &digest, &info)?;
+        } else {
+            let _ = fs::remove_file(&blob);
+        }
+        Ok(digest)
+    }
+
     pub(crate) fn build_commit(
         &self,
-        layer: Option<&mut dyn Read>,
+        layer: Option<crate::LayerSource<'_>>,
         options: &crate::BuildCommit,
     ) -> Result<Image> {
         let mut config = options.parent_config.clone();
@@ -790,9 +830,12 @@ impl Store {
         let mut history = config["history"].as_array().cloned().unwrap_or_default();
         let mut entry = serde_json::json!({"created": now, "created_by": options.created_by});
         match layer {
-            Some(l) => {
+            Some(crate::LayerSource::Tar(l)) => {
                 let (diff_id, _) = self.unpack_layer(l, "build")?;
                 diff_ids.push(diff_id);
+            }
+            Some(crate::LayerSource::Dir { dir, tar }) => {
+                diff_ids.push(self.adopt_layer_dir(dir, tar)?);
             }
             None => entry["empty_layer"] = serde_json::json!(true),
         }

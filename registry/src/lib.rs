@@ -36,6 +36,7 @@ pub mod store;
 pub mod unpack;
 
 pub use auth::{decode_registry_auth, encode_registry_auth, AuthConfig, DockerConfigFile};
+pub use client::ensure_tls_provider;
 pub use error::{Error, ErrorKind, Result};
 pub use fsutil::{sha256_digest, short_id};
 pub use login::LoginResult;
@@ -44,7 +45,6 @@ pub use platform::Platform;
 pub use progress::{docker_error_json, LayerStatus, Progress, ProgressSink};
 pub use pull::{PullOptions, PullReport, ResumedLayer};
 pub use push::{PushOptions, PushReport};
-pub use client::ensure_tls_provider;
 pub use reference::Reference;
 pub use store::{BlobInfo, DirStore, LocalImage, NewImage, RegistryStore};
 

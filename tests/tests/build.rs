@@ -57,7 +57,17 @@ fn write(dir: &Path, name: &str, data: &str) {
 }
 
 fn sh(env: &CliEnv, image: &str, script: &str) -> String {
-    env.docker_ok(&["run", "--rm", "-u", "0", "--entrypoint", "sh", image, "-c", script])
+    env.docker_ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "0",
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        script,
+    ])
 }
 
 fn inspect(env: &CliEnv, image: &str, format: &str) -> String {
@@ -110,7 +120,8 @@ fn every_instruction_shapes_the_image() {
         h.set_mode(0o640);
         h.set_uid(123);
         h.set_gid(45);
-        t.append_data(&mut h, "inner/f", &b"inarch\n"[..]).expect("tar");
+        t.append_data(&mut h, "inner/f", &b"inarch\n"[..])
+            .expect("tar");
         t.into_inner().expect("tar").finish().expect("gz");
     }
     let url = serve(b"fetched body\n");
@@ -155,10 +166,20 @@ CMD ["cat /app/sub/renamed.txt"]
     let out = build_ok(
         &env,
         d,
-        &["-t", &tag, "--build-arg", "WHO=berth", "--label", "built.by=test"],
+        &[
+            "-t",
+            &tag,
+            "--build-arg",
+            "WHO=berth",
+            "--label",
+            "built.by=test",
+        ],
     );
     assert!(out.contains("Successfully built "), "{out}");
-    assert!(out.contains(&format!("Successfully tagged {tag}:latest")), "{out}");
+    assert!(
+        out.contains(&format!("Successfully tagged {tag}:latest")),
+        "{out}"
+    );
     assert!(out.contains("Step 1/"), "{out}");
 
     let cfg = inspect(
@@ -193,19 +214,32 @@ CMD ["cat /app/sub/renamed.txt"]
     // History: one entry per step, config-only steps without a layer.
     let hist = env.docker_ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", &tag]);
     assert!(hist.contains("/bin/sh -c #(nop)  USER nobody"), "{hist}");
-    assert!(hist.contains("|1 WHO=berth /bin/sh -c echo exec form") || hist.contains("/bin/sh -c echo exec form"), "{hist}");
+    assert!(
+        hist.contains("|1 WHO=berth /bin/sh -c echo exec form")
+            || hist.contains("/bin/sh -c echo exec form"),
+        "{hist}"
+    );
     assert!(hist.contains("#(nop) COPY multi:"), "{hist}");
 
     // ONBUILD triggers run in a build FROM the image (as root here).
     let child = tempfile::tempdir().expect("tempdir");
-    write(child.path(), "Dockerfile", &format!("FROM {tag}\nUSER root\n"));
+    write(
+        child.path(),
+        "Dockerfile",
+        &format!("FROM {tag}\nUSER root\n"),
+    );
     let out = build(&env, child.path(), &["-t", &format!("{tag}-child")]);
     // The triggers run right after FROM.
     assert!(out.success(), "{out}");
     assert!(out.stdout.contains("# Executing 2 build triggers"), "{out}");
     assert!(out.stdout.contains("ran-trigger"), "{out}");
-    assert!(inspect(&env, &format!("{tag}-child"), "{{json .Config.Env}}").contains("TRIGGERED=yes"));
-    assert_eq!(inspect(&env, &format!("{tag}-child"), "{{json .Config.OnBuild}}"), "null");
+    assert!(
+        inspect(&env, &format!("{tag}-child"), "{{json .Config.Env}}").contains("TRIGGERED=yes")
+    );
+    assert_eq!(
+        inspect(&env, &format!("{tag}-child"), "{{json .Config.OnBuild}}"),
+        "null"
+    );
 
     // berth build: the same API through berth's own client.
     let out = env
@@ -259,9 +293,20 @@ fn stages_targets_skips_and_overlap() {
     }
     assert_eq!(env.docker_ok(&["run", "--rm", &tag]), "B\n");
     let times = env.docker_ok(&[
-        "run", "--rm", &tag, "/bin/busybox", "cat", "/a.start", "/a.end", "/b.start", "/b.end",
+        "run",
+        "--rm",
+        &tag,
+        "/bin/busybox",
+        "cat",
+        "/a.start",
+        "/a.end",
+        "/b.start",
+        "/b.end",
     ]);
-    let t: Vec<f64> = times.lines().map(|l| l.trim().parse().expect("time")).collect();
+    let t: Vec<f64> = times
+        .lines()
+        .map(|l| l.trim().parse().expect("time"))
+        .collect();
     assert_eq!(t.len(), 4, "{times}");
     if !external() {
         assert!(
@@ -280,7 +325,11 @@ fn stages_targets_skips_and_overlap() {
     assert_eq!(sh(&env, &tag_a, "cat /what"), "A\n");
     let out = build(&env, d, &["--target", "nope"]);
     assert!(!out.success());
-    assert!(out.stderr.contains("failed to reach build target nope in Dockerfile"), "{out}");
+    assert!(
+        out.stderr
+            .contains("failed to reach build target nope in Dockerfile"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -323,7 +372,8 @@ fn cache_hits_invalidation_and_prune() {
     if !external() {
         let df = env.docker_ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
         assert!(
-            df.lines().any(|l| l.starts_with("Build Cache ") && l != "Build Cache 0"),
+            df.lines()
+                .any(|l| l.starts_with("Build Cache ") && l != "Build Cache 0"),
             "{df}"
         );
         env.docker_ok(&["builder", "prune", "-f"]);
@@ -345,7 +395,11 @@ fn contexts_ignore_stdin_and_escapes() {
     write(d, "keep/b.log", "log\n");
     write(d, "keep/important.log", "kept\n");
     write(d, "secret/key", "k\n");
-    write(d, ".dockerignore", "# comment\nsecret\n**/*.log\n!keep/important.log\n");
+    write(
+        d,
+        ".dockerignore",
+        "# comment\nsecret\n**/*.log\n!keep/important.log\n",
+    );
     write(
         d,
         "Dockerfile",
@@ -398,7 +452,11 @@ fn contexts_ignore_stdin_and_escapes() {
     // A symlink whose target exists inside the context is followed there.
     std::fs::create_dir_all(e.join("etc")).expect("mkdir");
     write(e, "etc/passwd", "inside\n");
-    write(e, "Dockerfile", &format!("FROM {IMAGE}\nCOPY abs-link /x\n"));
+    write(
+        e,
+        "Dockerfile",
+        &format!("FROM {IMAGE}\nCOPY abs-link /x\n"),
+    );
     let id = build_ok(&env, e, &["-q"]).trim().to_string();
     assert_eq!(sh(&env, &id, "cat /x"), "inside\n");
 }
@@ -411,14 +469,19 @@ fn failures_and_options_as_dockerd() {
     let ctx = tempfile::tempdir().expect("tempdir");
     let d = ctx.path();
     // A failing RUN: its output, dockerd's message and its exit code from the CLI.
-    write(d, "Dockerfile", &format!("FROM {IMAGE}\nRUN echo out; echo err >&2; exit 7\n"));
+    write(
+        d,
+        "Dockerfile",
+        &format!("FROM {IMAGE}\nRUN echo out; echo err >&2; exit 7\n"),
+    );
     let out = build(&env, d, &[]);
     assert_eq!(out.code(), 7, "{out}");
     assert!(out.stdout.contains("out\n"), "{out}");
     assert!(out.stdout.contains("err"), "{out}");
     assert!(
-        out.stderr
-            .contains("The command '/bin/sh -c echo out; echo err >&2; exit 7' returned a non-zero code: 7"),
+        out.stderr.contains(
+            "The command '/bin/sh -c echo out; echo err >&2; exit 7' returned a non-zero code: 7"
+        ),
         "{out}"
     );
     // The failed step's container stays (as dockerd's --rm keeps it); --force-rm removes it.
@@ -448,11 +511,17 @@ fn failures_and_options_as_dockerd() {
         write(
             d,
             "Dockerfile",
-            &format!("FROM {IMAGE} AS a\nCOPY --from=b /x /x\nFROM {IMAGE} AS b\nCOPY --from=a /y /y\n"),
+            &format!(
+                "FROM {IMAGE} AS a\nCOPY --from=b /x /x\nFROM {IMAGE} AS b\nCOPY --from=a /y /y\n"
+            ),
         );
         let out = build(&env, d, &["--target", "b"]);
         assert!(!out.success(), "{out}");
-        assert!(out.stderr.contains("circular dependency detected on stage: "), "{out}");
+        assert!(
+            out.stderr
+                .contains("circular dependency detected on stage: "),
+            "{out}"
+        );
     }
 
     // RUN's options: --network none, --memory, several tags, -q, --iidfile.

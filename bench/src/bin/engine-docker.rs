@@ -59,8 +59,11 @@ struct Args {
     #[arg(long, default_value = "docker")]
     docker: PathBuf,
     /// Sections to run, comma-separated: run, exec, memory, logs, cp, commit, seccomp, net,
-    /// vol.
-    #[arg(long, default_value = "run,exec,memory,logs,cp,commit,seccomp,net,vol")]
+    /// vol, build.
+    #[arg(
+        long,
+        default_value = "run,exec,memory,logs,cp,commit,seccomp,net,vol,build"
+    )]
     only: String,
     /// `docker cp` data set: this many files...
     #[arg(long, default_value_t = 1000)]
@@ -190,6 +193,102 @@ async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
     if args.wants("vol") {
         measure_vol(args, engines)?;
     }
+    if args.wants("build") {
+        measure_build(args, engines)?;
+    }
+    Ok(())
+}
+
+/// Builds with the classic builder (`DOCKER_BUILDKIT=0`, POST /build) on each daemon:
+/// FROM the busybox image, three RUN steps and a COPY of a 50 MiB context, with `--no-cache`
+/// and fully cached; and a two-stage build whose stages are independent (each a busy loop),
+/// which berth runs at once and dockerd one after the other.
+fn measure_build(args: &Args, engines: &[Engine; 2]) -> Result<()> {
+    let root = engines[0]
+        .dir
+        .parent()
+        .unwrap_or(Path::new("/tmp"))
+        .join("build-ctx");
+    let steps = root.join("steps");
+    std::fs::create_dir_all(steps.join("data"))?;
+    // 50 files of 1 MiB, not compressible.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..50 {
+        let mut buf = vec![0u8; 1 << 20];
+        for chunk in buf.chunks_mut(8) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+        }
+        std::fs::write(steps.join(format!("data/f{i:02}")), &buf)?;
+    }
+    std::fs::write(
+        steps.join("Dockerfile"),
+        format!(
+            "FROM {IMAGE}\nRUN echo one > /one\nRUN echo two > /two\nRUN echo three > /three\nCOPY data /data\n"
+        ),
+    )?;
+    let stages = root.join("stages");
+    std::fs::create_dir_all(&stages)?;
+    let busy = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done";
+    std::fs::write(
+        stages.join("Dockerfile"),
+        format!(
+            "FROM {IMAGE} AS a\nRUN {busy}; echo a > /a\nFROM {IMAGE} AS b\nRUN {busy}; echo b > /b\n\
+             FROM {IMAGE}\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n"
+        ),
+    )?;
+    let build = |e: &Engine, dir: &Path, extra: &[&str]| -> Result<Duration> {
+        let mut cmd = docker_cmd(args, e);
+        cmd.env("DOCKER_BUILDKIT", "0")
+            .current_dir(dir)
+            .args(["build", "-q"])
+            .args(extra)
+            .arg(".");
+        run_timed(&mut cmd, TIMEOUT).with_context(|| format!("{}: docker build", e.name))
+    };
+    let mut nocache = [Vec::new(), Vec::new()];
+    let mut cached = [Vec::new(), Vec::new()];
+    let mut two = [Vec::new(), Vec::new()];
+    eprintln!(
+        "builds: 1 warm-up + {} timed rounds per daemon, interleaved",
+        args.rounds
+    );
+    for round in 0..args.rounds + 1 {
+        for k in 0..2 {
+            let e = (round + k) % 2;
+            let eng = &engines[e];
+            let t1 = build(eng, &steps, &["--no-cache", "-t", "bench-build"])?;
+            let t2 = build(eng, &steps, &["-t", "bench-build"])?;
+            let t3 = build(eng, &stages, &["--no-cache", "-t", "bench-stages"])?;
+            if round > 0 {
+                nocache[e].push(t1);
+                cached[e].push(t2);
+                two[e].push(t3);
+            }
+        }
+    }
+    println!("builds (median / p90 / min)");
+    report(
+        "build 3 RUN + 50 MiB COPY",
+        engines,
+        &nocache,
+        "--no-cache, target <= 0.50x",
+    );
+    report(
+        "same build, fully cached",
+        engines,
+        &cached,
+        "target <= 0.50x",
+    );
+    report(
+        "two independent stages",
+        engines,
+        &two,
+        "--no-cache, target <= 0.50x",
+    );
+    let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
 

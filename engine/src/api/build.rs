@@ -27,8 +27,9 @@ fn int_param(q: &HashMap<String, String>, k: &str) -> ApiResult<i64> {
 fn json_param(q: &HashMap<String, String>, k: &str) -> ApiResult<Value> {
     match q.get(k).filter(|v| !v.is_empty()) {
         None => Ok(Value::Null),
-        Some(v) => serde_json::from_str(v)
-            .map_err(|e| ApiError::bad_request(format!("invalid {k}: {e}"))),
+        Some(v) => {
+            serde_json::from_str(v).map_err(|e| ApiError::bad_request(format!("invalid {k}: {e}")))
+        }
     }
 }
 
@@ -107,13 +108,14 @@ pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<R
             "error downloading remote context {r}: berthd builds only from a context sent in the request body"
         )));
     }
-    if q.get("outputs").is_some_and(|o| !o.is_empty() && o != "null" && o != "[]") {
+    if q.get("outputs")
+        .is_some_and(|o| !o.is_empty() && o != "null" && o != "[]")
+    {
         return Err(ApiError::bad_request(
             "build outputs (--output) are only supported with BuildKit",
         ));
     }
-    if q
-        .get("isolation")
+    if q.get("isolation")
         .is_some_and(|i| !i.is_empty() && i != "default")
     {
         return Err(ApiError::bad_request(format!(
@@ -179,11 +181,11 @@ pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<R
     let (ctx2, name2) = (ctx.clone(), dockerfile_name.clone());
     let prepared = blocking(move || {
         berth_builder::context::unpack(reader, &ctx2)
-            .and_then(|_| berth_builder::context::prepare(&ctx2, &name2))
+            .and_then(|d| Ok((berth_builder::context::prepare(&ctx2, &name2)?, d)))
             .map_err(|x| ApiError::internal(x.to_string()))
     })
     .await;
-    let prepared = match prepared {
+    let (prepared, digests) = match prepared {
         Ok(p) => p,
         Err(err) => {
             let _ = std::fs::remove_dir_all(&scratch);
@@ -204,6 +206,7 @@ pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<R
         force_rm: bool_param(&q, "forcerm", false),
         platform: q.get("platform").cloned().filter(|p| !p.is_empty()),
         host_arch: crate::host_arch().to_string(),
+        digests: std::sync::Arc::new(digests),
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
@@ -296,8 +299,7 @@ pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<R
 
 /// The build cache: untagged images that build steps made.
 pub(crate) fn build_cache(e: &Engine) -> ApiResult<Vec<berth_image::Image>> {
-    Ok(e
-        .images
+    Ok(e.images
         .list()?
         .into_iter()
         .filter(|i| i.cache_key.is_some() && i.repo_tags.is_empty())
@@ -359,8 +361,17 @@ pub(crate) fn build_cache_json(e: &Engine) -> ApiResult<Vec<Value>> {
 pub(crate) async fn build_prune(State(e): S, Query(q): Q) -> ApiResult<Response> {
     let f = super::filters(&q)?;
     for k in f.keys() {
-        if !["until", "id", "parent", "type", "description", "inuse", "shared", "private"]
-            .contains(&k.as_str())
+        if ![
+            "until",
+            "id",
+            "parent",
+            "type",
+            "description",
+            "inuse",
+            "shared",
+            "private",
+        ]
+        .contains(&k.as_str())
         {
             return Err(ApiError::bad_request(format!("Invalid filter '{k}'")));
         }

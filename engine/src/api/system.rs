@@ -168,4 +168,3 @@ pub(crate) async fn system_df(State(e): S) -> ApiResult<Response> {
         "BuildCache": super::build::build_cache_json(&e)?,
     })))
 }
-
