@@ -67,6 +67,8 @@ pub struct CommitRequest {
     pub parent_config: Value,
     /// The container whose changes become the new layer; none for a metadata step.
     pub container: Option<String>,
+    /// A layer the engine holds already (a `--cache-from` image's), by diff id.
+    pub layer: Option<String>,
     /// The new image's container config.
     pub config: Value,
     /// The history entry's `created_by` (and the `container_config.Cmd` it came from).

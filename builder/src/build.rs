@@ -850,7 +850,7 @@ impl<B: Backend> Run<'_, B> {
         }
         let hit = match self.backend.cached(&st.image.id, key).await {
             Some(img) if self.cache_allowed(&img) => Some(img),
-            _ => self.cache_source_hit(st, created_by).await,
+            _ => self.cache_source_hit(st, key, created_by).await,
         };
         match hit {
             Some(img) => {
@@ -892,8 +892,9 @@ impl<B: Backend> Run<'_, B> {
     }
 
     /// A `--cache-from` image whose history continues the current image's with this step
-    /// and ends there: it serves as the step's result.
-    async fn cache_source_hit(&self, st: &State, created_by: &str) -> Option<ImageInfo> {
+    /// (same earlier steps, same layers): the step's image is made from it, its layer
+    /// reused, as dockerd's image source cache does.
+    async fn cache_source_hit(&self, st: &State, key: &str, created_by: &str) -> Option<ImageInfo> {
         let cur_hist = st.image.config["history"]
             .as_array()
             .cloned()
@@ -908,14 +909,40 @@ impl<B: Backend> Run<'_, B> {
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            if h.len() == cur_hist.len() + 1
+            let n = cur_hist.len();
+            let matches = h.len() > n
                 && h.iter()
                     .zip(cur_hist.iter())
                     .all(|(a, b)| a["created_by"] == b["created_by"])
-                && h.last().is_some_and(|l| l["created_by"] == created_by)
-                && d.starts_with(&cur_diffs)
-            {
-                return Some(s.clone());
+                && h[n]["created_by"] == created_by
+                && d.starts_with(&cur_diffs);
+            if !matches {
+                continue;
+            }
+            let layer = if h[n]["empty_layer"].as_bool() == Some(true) {
+                None
+            } else {
+                match d.get(cur_diffs.len()).and_then(Value::as_str) {
+                    Some(l) => Some(l.to_string()),
+                    None => continue,
+                }
+            };
+            let made = self
+                .backend
+                .commit(CommitRequest {
+                    parent: st.image.id.clone(),
+                    parent_config: st.image.config.clone(),
+                    container: None,
+                    layer,
+                    config: Value::Object(st.config.clone()),
+                    created_by: created_by.to_string(),
+                    cache_key: key.to_string(),
+                })
+                .await;
+            if let Ok(id) = made {
+                if let Ok(img) = self.backend.get(&id).await {
+                    return Some(img);
+                }
             }
         }
         None
@@ -938,6 +965,7 @@ impl<B: Backend> Run<'_, B> {
                 parent: st.image.id.clone(),
                 parent_config: st.image.config.clone(),
                 container,
+                layer: None,
                 config: Value::Object(st.config.clone()),
                 created_by,
                 cache_key: key,
@@ -1073,6 +1101,7 @@ impl<B: Backend> Run<'_, B> {
                 parent: st.image.id.clone(),
                 parent_config: st.image.config.clone(),
                 container: Some(container.to_string()),
+                layer: None,
                 config: Value::Object(st.config.clone()),
                 created_by,
                 cache_key: key,

@@ -402,10 +402,13 @@ impl berth_builder::Backend for EngineBackend {
             container: String::new(),
         };
         let Some(c) = req.container else {
-            let img = tokio::task::spawn_blocking(move || store.build_commit(None, &opts))
-                .await
-                .map_err(blocking_error)?
-                .map_err(|x| BuildError::Backend(x.to_string()))?;
+            let layer = req.layer.clone();
+            let img = tokio::task::spawn_blocking(move || {
+                store.build_commit(layer.map(berth_image::LayerSource::Existing), &opts)
+            })
+            .await
+            .map_err(blocking_error)?
+            .map_err(|x| BuildError::Backend(x.to_string()))?;
             return Ok(img.id);
         };
         let ran = self

@@ -122,6 +122,8 @@ pub enum LayerSource<'a> {
         dir: &'a Path,
         tar: &'a mut dyn Read,
     },
+    /// A layer the store holds already (a `--cache-from` image's), by diff id.
+    Existing(String),
 }
 
 impl std::fmt::Debug for LayerSource<'_> {
@@ -129,6 +131,7 @@ impl std::fmt::Debug for LayerSource<'_> {
         match self {
             LayerSource::Tar(_) => f.write_str("LayerSource::Tar"),
             LayerSource::Dir { dir, .. } => write!(f, "LayerSource::Dir({})", dir.display()),
+            LayerSource::Existing(d) => write!(f, "LayerSource::Existing({d})"),
         }
     }
 }

@@ -837,6 +837,12 @@ impl Store {
             Some(crate::LayerSource::Dir { dir, tar }) => {
                 diff_ids.push(self.adopt_layer_dir(dir, tar)?);
             }
+            Some(crate::LayerSource::Existing(d)) => {
+                if !self.has_layer(&d) {
+                    return Err(Error::NotFound(format!("no layer {d}")));
+                }
+                diff_ids.push(d);
+            }
             None => entry["empty_layer"] = serde_json::json!(true),
         }
         history.push(entry);

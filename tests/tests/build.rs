@@ -559,3 +559,51 @@ fn failures_and_options_as_dockerd() {
     assert_eq!(inspect(&env, &t2, "{{.Id}}"), id);
     assert_eq!(sh(&env, &t1, "cat /nets /mem"), "lo\n67108864\n");
 }
+
+#[test]
+#[ignore = "needs root: builds run containers under berthd"]
+fn pull_and_cache_from_a_registry() {
+    skip_unless_root!();
+    if external() {
+        eprintln!("skipping: the registry on 127.0.0.1 is insecure to berthd only by default");
+        return;
+    }
+    let Some(env) = start() else { return };
+    let registry = berth_tests::registry::Registry::start().expect("start docker-registry");
+    let host = registry.host();
+    let base = format!("{host}/base:1");
+    let app = format!("{host}/app:1");
+    env.docker_ok(&["tag", IMAGE, &base]);
+    env.docker_ok(&["push", &base]);
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let d = ctx.path();
+    write(d, "x", "payload\n");
+    write(
+        d,
+        "Dockerfile",
+        &format!("FROM {base}\nRUN echo built > /f\nCOPY x /x\nENV DONE=1\n"),
+    );
+    // --pull pulls FROM's image even though it is here, and shows the pull.
+    let out = build_ok(&env, d, &["--pull", "-t", &app]);
+    assert!(out.contains("Pulling from base"), "{out}");
+    let layers = inspect(&env, &app, "{{json .RootFS.Layers}}");
+    env.docker_ok(&["push", &app]);
+    // Nothing of the build left here: no local cache, then the image from the registry.
+    env.docker_ok(&["rmi", &app]);
+    env.docker_ok(&["builder", "prune", "-f"]);
+    env.docker_ok(&["pull", &app]);
+    let plain = build_ok(&env, d, &["-t", "nocachefrom"]);
+    assert!(!plain.contains("Using cache"), "{plain}");
+    env.docker_ok(&["rmi", "nocachefrom"]);
+    env.docker_ok(&["builder", "prune", "-f"]);
+    let cached = build_ok(&env, d, &["--cache-from", &app, "-t", "withcachefrom"]);
+    assert_eq!(cached.matches("Using cache").count(), 3, "{cached}");
+    assert_eq!(
+        inspect(&env, "withcachefrom", "{{json .RootFS.Layers}}"),
+        layers
+    );
+    assert_eq!(
+        sh(&env, "withcachefrom", "cat /f /x; echo $DONE"),
+        "built\npayload\n1\n"
+    );
+}
