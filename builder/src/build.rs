@@ -948,7 +948,7 @@ impl<B: Backend> Run<'_, B> {
         None
     }
 
-    /// Commits a step (from the cache when it is there) and moves the stage to the image.
+    /// Commits a config-only step (from the cache when it is there); the stage moves to it.
     async fn commit_step(
         &self,
         st: &mut State,
@@ -959,6 +959,20 @@ impl<B: Backend> Run<'_, B> {
         if container.is_none() && self.probe_cache(st, &key, &created_by).await {
             return Ok(());
         }
+        let id = self.commit(st, container, created_by, key).await?;
+        self.out.stream(format!(" ---> {}\n", short(&id)));
+        Ok(())
+    }
+
+    /// Commits the step's image (a container's changes, or none) over the stage's image,
+    /// with the stage's config; the stage moves to it. Its id.
+    async fn commit(
+        &self,
+        st: &mut State,
+        container: Option<String>,
+        created_by: String,
+        key: String,
+    ) -> Result<String> {
         let id = self
             .backend
             .commit(CommitRequest {
@@ -972,8 +986,7 @@ impl<B: Backend> Run<'_, B> {
             })
             .await?;
         st.image = self.backend.get(&id).await?;
-        self.out.stream(format!(" ---> {}\n", short(&id)));
-        Ok(())
+        Ok(id)
     }
 
     async fn run(
@@ -1075,7 +1088,9 @@ impl<B: Backend> Run<'_, B> {
                 code: Some(code),
             });
         }
-        let committed = self.commit_container(st, &container, created_by, key).await;
+        let committed = self
+            .commit(st, Some(container.clone()), created_by, key)
+            .await;
         if self.opts.rm || self.opts.force_rm {
             self.out.stream(format!(
                 "Removing intermediate container {}\n",
@@ -1085,30 +1100,6 @@ impl<B: Backend> Run<'_, B> {
         }
         self.out.stream(format!(" ---> {}\n", short(&committed?)));
         Ok(())
-    }
-
-    /// Commits a container's changes as the step's image (the stage moves to it); its id.
-    async fn commit_container(
-        &self,
-        st: &mut State,
-        container: &str,
-        created_by: String,
-        key: String,
-    ) -> Result<String> {
-        let id = self
-            .backend
-            .commit(CommitRequest {
-                parent: st.image.id.clone(),
-                parent_config: st.image.config.clone(),
-                container: Some(container.to_string()),
-                layer: None,
-                config: Value::Object(st.config.clone()),
-                created_by,
-                cache_key: key,
-            })
-            .await?;
-        st.image = self.backend.get(&id).await?;
-        Ok(id)
     }
 
     async fn copy(&self, st: &mut State, c: &Copy) -> Result<()> {
@@ -1417,7 +1408,7 @@ impl<B: Backend> Run<'_, B> {
                 written?;
             }
             let id = self
-                .commit_container(st, &container, created_by, key)
+                .commit(st, Some(container.clone()), created_by, key)
                 .await?;
             self.out.stream(format!(" ---> {}\n", short(&id)));
             Ok(())

@@ -351,16 +351,22 @@ pub fn healthcheck(flags: &[String], args: &str) -> std::result::Result<serde_js
     Ok(serde_json::Value::Object(hc))
 }
 
-/// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds.
+/// A Go duration (`10m`, `1h30m`, `1.5s`, `300ms`, `-2h`) in nanoseconds, as Go's
+/// `time.ParseDuration` reads it.
 pub fn go_duration(s: &str) -> Option<i64> {
-    let mut total = 0f64;
-    let mut rest = s.trim();
+    let s = s.trim();
+    let (neg, mut rest) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
     if rest == "0" {
         return Some(0);
     }
     if rest.is_empty() {
         return None;
     }
+    let mut total = 0f64;
     while !rest.is_empty() {
         let num_end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -375,7 +381,7 @@ pub fn go_duration(s: &str) -> Option<i64> {
             .unwrap_or(rest.len());
         let mult = match &rest[..unit_end] {
             "ns" => 1.0,
-            "us" | "µs" => 1e3,
+            "us" | "µs" | "μs" => 1e3,
             "ms" => 1e6,
             "s" => 1e9,
             "m" => 60e9,
@@ -385,7 +391,8 @@ pub fn go_duration(s: &str) -> Option<i64> {
         total += n * mult;
         rest = &rest[unit_end..];
     }
-    Some(total as i64)
+    let total = if neg { -total } else { total };
+    (total.abs() < i64::MAX as f64).then_some(total as i64)
 }
 
 #[cfg(test)]
@@ -438,5 +445,7 @@ mod tests {
             "CMD-SHELL"
         );
         assert_eq!(go_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(go_duration("-2h"), Some(-7_200_000_000_000));
+        assert_eq!(go_duration("5"), None);
     }
 }

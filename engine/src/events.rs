@@ -321,44 +321,7 @@ fn strip_tag(image: &str) -> &str {
 
 /// A Go duration (`10m`, `1h30m`, `1.5s`, `300ms`, `-2h`) in nanoseconds.
 pub fn parse_go_duration(s: &str) -> Option<i64> {
-    let (neg, mut rest) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += n * mult;
-    }
-    let total = if neg { -total } else { total };
-    (total.abs() < i64::MAX as f64).then_some(total as i64)
+    berth_builder::instructions::go_duration(s)
 }
 
 /// `seconds[.fraction]` as written by the docker CLI (`1700000000.000000001`).

@@ -90,82 +90,22 @@ pub(crate) fn apply(cfg: &mut Map<String, Value>, change: &str) -> Result<()> {
 
 /// `HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D]
 /// [--retries=N] CMD ...` or `HEALTHCHECK NONE`, as the image config's `Healthcheck`
-/// (durations in nanoseconds).
+/// (durations in nanoseconds), as a Dockerfile's HEALTHCHECK.
 fn healthcheck(rest: &str) -> std::result::Result<Value, String> {
-    let mut hc = Map::new();
+    let mut flags = Vec::new();
     let mut rest = rest.trim();
     while let Some(opt) = rest.strip_prefix("--") {
         let (word, tail) = opt.split_once(char::is_whitespace).unwrap_or((opt, ""));
-        let (k, v) = word
-            .split_once('=')
-            .ok_or_else(|| format!("HEALTHCHECK option needs a value: --{word}"))?;
-        let field = match k {
-            "interval" => "Interval",
-            "timeout" => "Timeout",
-            "start-period" => "StartPeriod",
-            "start-interval" => "StartInterval",
-            "retries" => "Retries",
-            _ => return Err(format!("unknown HEALTHCHECK option --{k}")),
-        };
-        let n = if field == "Retries" {
-            v.parse::<i64>()
-                .map_err(|_| format!("invalid retries: {v}"))?
-        } else {
-            go_duration(v).ok_or_else(|| format!("invalid duration: {v}"))?
-        };
-        hc.insert(field.into(), json!(n));
+        if !word.contains('=') {
+            return Err(format!("HEALTHCHECK option needs a value: --{word}"));
+        }
+        flags.push(word.to_string());
         rest = tail.trim();
     }
-    let (kind, cmd) = rest
-        .split_once(char::is_whitespace)
-        .map(|(a, b)| (a, b.trim()))
-        .unwrap_or((rest, ""));
-    let test = match kind.to_ascii_uppercase().as_str() {
-        "NONE" => vec!["NONE".to_string()],
-        "CMD" => match serde_json::from_str::<Vec<String>>(cmd) {
-            Ok(v) => std::iter::once("CMD".to_string()).chain(v).collect(),
-            Err(_) if !cmd.is_empty() => vec!["CMD-SHELL".to_string(), cmd.to_string()],
-            Err(_) => return Err("HEALTHCHECK CMD needs a command".into()),
-        },
-        _ => return Err("HEALTHCHECK needs CMD or NONE".into()),
-    };
-    hc.insert("Test".into(), json!(test));
-    Ok(Value::Object(hc))
+    berth_builder::instructions::healthcheck(&flags, rest)
 }
 
-/// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds.
-pub fn go_duration(s: &str) -> Option<i64> {
-    let mut total = 0f64;
-    let mut rest = s.trim();
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += n * mult;
-        rest = &rest[unit_len..];
-    }
-    Some(total as i64)
-}
+pub use berth_builder::instructions::go_duration;
 
 /// JSON form (`["a","b"]`) or shell form (`/bin/sh -c "..."`).
 fn command(rest: &str) -> Vec<String> {

@@ -61,100 +61,14 @@ pub struct BuildArgs {
     pub context: String,
 }
 
-/// Whether `path` (relative, `/`-separated) is excluded by `.dockerignore` patterns: the last
-/// matching pattern wins, `!` re-includes, and a pattern matching a directory excludes what
-/// is under it.
-pub fn ignored(patterns: &[String], path: &str) -> bool {
-    let mut excluded = false;
-    for p in patterns {
-        let (negate, pat) = match p.strip_prefix('!') {
-            Some(rest) => (true, rest),
-            None => (false, p.as_str()),
-        };
-        let pat = pat.trim_start_matches("./").trim_start_matches('/');
-        let pat = pat.trim_end_matches('/');
-        if pat.is_empty() {
-            continue;
-        }
-        // The path or one of its parent directories matches.
-        let mut matched = false;
-        let mut prefix = String::new();
-        for (i, part) in path.split('/').enumerate() {
-            if i > 0 {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
-            if glob(pat, &prefix) {
-                matched = true;
-                break;
-            }
-        }
-        if matched {
-            excluded = !negate;
-        }
-    }
-    excluded
-}
-
-/// Go's `filepath.Match` with docker's `**` (any number of directories).
-fn glob(pat: &str, name: &str) -> bool {
-    fn rec(p: &[u8], n: &[u8]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some(b'*') if p.get(1) == Some(&b'*') => {
-                let rest = if p.get(2) == Some(&b'/') {
-                    &p[3..]
-                } else {
-                    &p[2..]
-                };
-                (0..=n.len())
-                    .any(|i| (i == 0 || n[i - 1] == b'/' || rest.is_empty()) && rec(rest, &n[i..]))
-                    || rec(rest, n)
-            }
-            Some(b'*') => (0..=n.len())
-                .take_while(|&i| i == 0 || n[i - 1] != b'/')
-                .any(|i| rec(&p[1..], &n[i..])),
-            Some(b'?') => !n.is_empty() && n[0] != b'/' && rec(&p[1..], &n[1..]),
-            Some(b'[') => {
-                let Some(end) = p.iter().position(|&c| c == b']') else {
-                    return false;
-                };
-                let Some(&c) = n.first() else { return false };
-                let class = &p[1..end];
-                let (neg, class) = match class.first() {
-                    Some(b'^') | Some(b'!') => (true, &class[1..]),
-                    _ => (false, class),
-                };
-                let mut hit = false;
-                let mut i = 0;
-                while i < class.len() {
-                    if i + 2 < class.len() && class[i + 1] == b'-' {
-                        hit |= class[i] <= c && c <= class[i + 2];
-                        i += 3;
-                    } else {
-                        hit |= class[i] == c;
-                        i += 1;
-                    }
-                }
-                hit != neg && rec(&p[end + 1..], &n[1..])
-            }
-            Some(b'\\') if p.len() > 1 => n.first() == Some(&p[1]) && rec(&p[2..], &n[1..]),
-            Some(&c) => n.first() == Some(&c) && rec(&p[1..], &n[1..]),
-        }
-    }
-    rec(pat.as_bytes(), name.as_bytes())
-}
+use berth_builder::ignore::ignored;
 
 /// A tar of the context directory without what `.dockerignore` excludes (the Dockerfile and
 /// `.dockerignore` are always sent, as docker does).
 fn tar_context(dir: &Path, dockerfile: &str) -> Result<Vec<u8>> {
-    let patterns: Vec<String> = std::fs::read_to_string(dir.join(".dockerignore"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect();
+    let patterns = berth_builder::ignore::read_patterns(
+        &std::fs::read_to_string(dir.join(".dockerignore")).unwrap_or_default(),
+    );
     let mut b = tar::Builder::new(Vec::new());
     b.follow_symlinks(false);
     let mut stack = vec![PathBuf::new()];
@@ -348,22 +262,6 @@ pub async fn build(client: &Client, args: BuildArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dockerignore_patterns_match_like_docker() {
-        let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let pats = p(&["*.log", "build", "!build/keep.txt", "**/*.tmp", "docs/?.md"]);
-        assert!(ignored(&pats, "a.log"));
-        assert!(!ignored(&pats, "dir/a.log"));
-        assert!(ignored(&pats, "build/x.o"));
-        assert!(!ignored(&pats, "build/keep.txt"));
-        assert!(ignored(&pats, "deep/er/x.tmp"));
-        assert!(ignored(&pats, "x.tmp"));
-        assert!(ignored(&pats, "docs/a.md"));
-        assert!(!ignored(&pats, "docs/ab.md"));
-        assert!(!ignored(&pats, "src/main.rs"));
-        assert!(glob("[a-c]x", "bx") && !glob("[!a-c]x", "bx"));
-    }
 
     #[test]
     fn contexts_leave_out_ignored_files_but_keep_the_dockerfile() {

@@ -682,37 +682,7 @@ pub fn container_config(opts: &ContainerOpts, detach: bool) -> Result<Value> {
 
 /// Go's duration syntax ("30s", "1m30s", "500ms") in nanoseconds.
 pub fn parse_go_duration(s: &str) -> Result<i64> {
-    let mut total = 0f64;
-    let mut rest = s.trim();
-    if rest == "0" {
-        return Ok(0);
-    }
-    if rest.is_empty() {
-        bail!("invalid duration \"{s}\"");
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| anyhow!("missing unit in duration \"{s}\""))?;
-        let n: f64 = rest[..num_end]
-            .parse()
-            .map_err(|_| anyhow!("invalid duration \"{s}\""))?;
-        let unit_end = rest[num_end..]
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .map_or(rest.len(), |i| num_end + i);
-        let mult = match &rest[num_end..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            u => bail!("unknown unit \"{u}\" in duration \"{s}\""),
-        };
-        total += n * mult;
-        rest = &rest[unit_end..];
-    }
-    Ok(total as i64)
+    berth_builder::instructions::go_duration(s).ok_or_else(|| anyhow!("invalid duration \"{s}\""))
 }
 
 /// The flags beyond the common ones: mounts, ulimits, devices, namespaces, logging, cgroup
