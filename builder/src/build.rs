@@ -387,11 +387,7 @@ impl State {
         self.config
             .get("Env")
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|a| strings(a))
             .unwrap_or_default()
     }
 
@@ -441,6 +437,11 @@ impl State {
         env.push(format!("{k}={v}"));
         self.config.insert("Env".into(), json!(env));
     }
+}
+
+/// The strings of a JSON array (others left out).
+fn strings(a: &[Value]) -> Vec<String> {
+    a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
 }
 
 fn cache_key(parent: &str, created_by: &str, config: &Map<String, Value>) -> String {
@@ -537,11 +538,7 @@ impl<B: Backend> Run<'_, B> {
         let triggers: Vec<String> = config
             .get("OnBuild")
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|a| strings(a))
             .unwrap_or_default();
         config.remove("OnBuild");
         // The default PATH when the base image sets none, as dockerd's builder does.

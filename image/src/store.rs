@@ -598,14 +598,7 @@ impl Store {
     pub(crate) fn register(&self, new: NewRecord) -> Result<String> {
         let config: serde_json::Value = serde_json::from_slice(&new.config)
             .map_err(|e| Error::InvalidArgument(format!("invalid image config: {e}")))?;
-        let cfg_diffs: Vec<String> = config["rootfs"]["diff_ids"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let cfg_diffs: Vec<String> = config_diff_ids(&config);
         if cfg_diffs != new.diff_ids {
             return Err(Error::InvalidArgument(format!(
                 "layers do not match the image config: config lists {} diff ids, got {}",
@@ -715,14 +708,7 @@ impl Store {
         for change in &options.changes {
             crate::changes::apply(&mut cfg, change)?;
         }
-        let mut diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut diff_ids: Vec<String> = config_diff_ids(&config);
         diff_ids.push(diff_id);
         let mut history = config["history"].as_array().cloned().unwrap_or_default();
         let mut entry = serde_json::json!({"created": now, "created_by": options.created_by});
@@ -819,14 +805,7 @@ impl Store {
     ) -> Result<Image> {
         let mut config = options.parent_config.clone();
         let now = now_rfc3339();
-        let mut diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut diff_ids: Vec<String> = config_diff_ids(&config);
         let mut history = config["history"].as_array().cloned().unwrap_or_default();
         let mut entry = serde_json::json!({"created": now, "created_by": options.created_by});
         match layer {
@@ -1203,6 +1182,18 @@ impl Store {
     pub(crate) fn rootfs_upper(&self, container_id: &str) -> PathBuf {
         self.container_dir(container_id).join("upper")
     }
+}
+
+/// The `rootfs.diff_ids` of an image config.
+fn config_diff_ids(config: &serde_json::Value) -> Vec<String> {
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The host's architecture in Go's (OCI's) words.
