@@ -441,7 +441,9 @@ impl State {
 
 /// The strings of a JSON array (others left out).
 fn strings(a: &[Value]) -> Vec<String> {
-    a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+    a.iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
 }
 
 fn cache_key(parent: &str, created_by: &str, config: &Map<String, Value>) -> String {

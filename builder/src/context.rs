@@ -526,4 +526,49 @@ mod tests {
         assert_eq!(m, vec!["src/main.c"]);
         assert!(prepare(&ctx2, "nope").is_err());
     }
+
+    #[test]
+    fn bzip2_and_xz_contexts() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(7);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "Dockerfile", &b"FROM x\n"[..])
+            .expect("append");
+        let tar = b.into_inner().expect("tar");
+        let bz = {
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+            e.write_all(&tar).expect("bz2");
+            e.finish().expect("bz2")
+        };
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut &tar[..], &mut xz).expect("xz");
+        for (what, body) in [("bzip2", bz), ("xz", xz)] {
+            let d = tempfile::tempdir().expect("tempdir");
+            let ctx = d.path().join("ctx");
+            fs::create_dir(&ctx).expect("mkdir");
+            let digests = unpack(&body[..], &ctx).expect(what);
+            assert_eq!(
+                prepare(&ctx, "").expect(what).dockerfile,
+                "FROM x\n",
+                "{what}"
+            );
+            assert_eq!(digests.0.len(), 1, "{what}");
+        }
+    }
+
+    #[test]
+    fn dockerfile_specific_ignore_file_wins() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let ctx = d.path();
+        fs::create_dir_all(ctx.join("sub")).expect("mkdir");
+        fs::write(ctx.join("sub/app.Dockerfile"), "FROM x\n").expect("write");
+        fs::write(ctx.join("sub/app.Dockerfile.dockerignore"), "*.txt\n").expect("write");
+        fs::write(ctx.join(".dockerignore"), "*.md\n").expect("write");
+        fs::write(ctx.join("a.txt"), "t").expect("write");
+        fs::write(ctx.join("a.md"), "m").expect("write");
+        prepare(ctx, "sub/app.Dockerfile").expect("prepare");
+        assert!(!ctx.join("a.txt").exists());
+        assert!(ctx.join("a.md").exists());
+    }
 }

@@ -602,6 +602,13 @@ def images_build_from_path_fileobj_and_errors():
         eq(e.status_code, 400, "status")
         if "unknown instruction: BOGUS" not in str(e):
             raise AssertionError(str(e))
+    try:
+        client.images.build(path="http://127.0.0.1:9/context.tar")
+        raise AssertionError("a remote context was accepted")
+    except docker.errors.APIError as e:
+        eq(e.status_code, 400, "remote status")
+        if "berthd builds only from a context sent in the request body" not in str(e):
+            raise AssertionError(str(e))
     client.images.remove(tag)
 
 
