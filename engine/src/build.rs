@@ -201,10 +201,17 @@ impl berth_builder::Backend for EngineBackend {
                 return Ok(info(img));
             }
         }
+        // One tag: a name without one means `latest` (an empty tag would pull every tag).
+        let reference = berth_registry::Reference::parse(name)
+            .map(|r| r.with_default_tag().familiar_string())
+            .map_err(|x| BuildError::Step {
+                message: x.to_string(),
+                code: None,
+            })?;
         let stream = self
             .engine
             .registry
-            .pull(name, "", "", self.auth_for(name), {
+            .pull(&reference, "", "", self.auth_for(name), {
                 let e = self.engine.clone();
                 move |ev| e.emit_image_event(ev.action, &ev.image, &ev.name)
             })
@@ -233,7 +240,7 @@ impl berth_builder::Backend for EngineBackend {
         }
         self.engine
             .images
-            .get(name)
+            .get(&reference)
             .map(info)
             .map_err(|x| BuildError::Step {
                 message: x.to_string(),
