@@ -23,6 +23,12 @@ fn start() -> Option<CliEnv> {
     berth_tests::cli::start_for_docker()
 }
 
+/// berthd and an empty context directory.
+fn start_with_context() -> Option<(CliEnv, tempfile::TempDir)> {
+    let env = start()?;
+    Some((env, tempfile::tempdir().expect("tempdir")))
+}
+
 fn external() -> bool {
     std::env::var("BERTH_CLI_TEST_HOST").is_ok_and(|h| !h.is_empty())
 }
@@ -105,8 +111,9 @@ fn every_instruction_shapes_the_image() {
         eprintln!("skipping: heredocs and --chmod are BuildKit syntax dockerd 20.10's classic builder lacks");
         return;
     }
-    let Some(env) = start() else { return };
-    let ctx = tempfile::tempdir().expect("tempdir");
+    let Some((env, ctx)) = start_with_context() else {
+        return;
+    };
     let d = ctx.path();
     write(d, "src/a.txt", "one\n");
     write(d, "src/b.txt", "two\n");
@@ -258,8 +265,9 @@ CMD ["cat /app/sub/renamed.txt"]
 #[ignore = "needs root: builds run containers under berthd"]
 fn stages_targets_skips_and_overlap() {
     skip_unless_root!();
-    let Some(env) = start() else { return };
-    let ctx = tempfile::tempdir().expect("tempdir");
+    let Some((env, ctx)) = start_with_context() else {
+        return;
+    };
     let d = ctx.path();
     // Two independent stages that each take a while, one unused stage that would fail,
     // and a final stage taking files from both.
@@ -336,8 +344,9 @@ fn stages_targets_skips_and_overlap() {
 #[ignore = "needs root: builds run containers under berthd"]
 fn cache_hits_invalidation_and_prune() {
     skip_unless_root!();
-    let Some(env) = start() else { return };
-    let ctx = tempfile::tempdir().expect("tempdir");
+    let Some((env, ctx)) = start_with_context() else {
+        return;
+    };
     let d = ctx.path();
     let stamp = unique_id("stamp");
     write(d, "first.txt", "1\n");
@@ -388,8 +397,9 @@ fn cache_hits_invalidation_and_prune() {
 #[ignore = "needs root: builds run containers under berthd"]
 fn contexts_ignore_stdin_and_escapes() {
     skip_unless_root!();
-    let Some(env) = start() else { return };
-    let ctx = tempfile::tempdir().expect("tempdir");
+    let Some((env, ctx)) = start_with_context() else {
+        return;
+    };
     let d = ctx.path();
     write(d, "keep/a.txt", "a\n");
     write(d, "keep/b.log", "log\n");
@@ -465,8 +475,9 @@ fn contexts_ignore_stdin_and_escapes() {
 #[ignore = "needs root: builds run containers under berthd"]
 fn failures_and_options_as_dockerd() {
     skip_unless_root!();
-    let Some(env) = start() else { return };
-    let ctx = tempfile::tempdir().expect("tempdir");
+    let Some((env, ctx)) = start_with_context() else {
+        return;
+    };
     let d = ctx.path();
     // A failing RUN: its output, dockerd's message and its exit code from the CLI.
     write(
