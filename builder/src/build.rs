@@ -820,6 +820,9 @@ impl<B: Backend> Run<'_, B> {
             }
             Command::Maintainer(m) => {
                 let m = self.expand(st, m)?;
+                // The image's `author`, kept by the steps after it (the new image starts
+                // from its parent's config).
+                st.image.config["author"] = json!(m);
                 self.commit_meta(st, &format!("MAINTAINER {m}")).await
             }
         }

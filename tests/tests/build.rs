@@ -162,6 +162,7 @@ USER nobody
 EXPOSE 80 53/udp
 VOLUME ["/vol"]
 STOPSIGNAL SIGUSR1
+MAINTAINER builder@example.com
 HEALTHCHECK --interval=5s --retries=2 CMD true
 ONBUILD ENV TRIGGERED=yes
 ONBUILD RUN echo ran-trigger
@@ -198,6 +199,7 @@ CMD ["cat /app/sub/renamed.txt"]
         cfg,
         r#"nobody|/app/sub|{"53/udp":{},"80/tcp":{}}|{"/vol":{}}|SIGUSR1|{"Test":["CMD-SHELL","true"],"Interval":5000000000,"Retries":2}|["ENV TRIGGERED=yes","RUN echo ran-trigger"]|["/bin/sh","-c"]|["cat /app/sub/renamed.txt"]|{"built.by":"test","org.test.a":"x y","who":"berth"}"#
     );
+    assert_eq!(inspect(&env, &tag, "{{.Author}}"), "builder@example.com");
     let env_list = inspect(&env, &tag, "{{json .Config.Env}}");
     assert!(env_list.contains(r#""GREETING=hello berth""#), "{env_list}");
     assert!(env_list.contains(r#""EMPTY=fallback""#), "{env_list}");
