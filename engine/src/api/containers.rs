@@ -135,6 +135,37 @@ pub(crate) fn mount_points(r: &Record) -> Value {
     Value::Array(points.chain(volumes).collect())
 }
 
+/// Container states a `status` filter may name.
+const STATUSES: &[&str] = &[
+    "created",
+    "restarting",
+    "running",
+    "removing",
+    "paused",
+    "exited",
+    "dead",
+];
+
+/// A `publish` or `expose` filter value: `80`, `80/udp`, `8000-8080/tcp`.
+fn port_filter(key: &str, v: &str) -> ApiResult<(u16, u16, String)> {
+    let (ports, proto) = v.split_once('/').unwrap_or((v, "tcp"));
+    let num = |p: &str| {
+        p.parse::<u16>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "error while looking up for {key} {v}: strconv.ParseUint: parsing {p:?}: invalid syntax"
+            ))
+        })
+    };
+    let (lo, hi) = match ports.split_once('-') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => {
+            let n = num(ports)?;
+            (n, n)
+        }
+    };
+    Ok((lo, hi, proto.to_ascii_lowercase()))
+}
+
 pub(crate) async fn container_list(State(e): S, Query(q): Q) -> ApiResult<Response> {
     let all = qbool(&q, "all");
     let f = filters(&q)?;
@@ -145,9 +176,58 @@ pub(crate) async fn container_list(State(e): S, Query(q): Q) -> ApiResult<Respon
             )));
         }
     }
+    const KEYS: &[&str] = &[
+        "status", "exited", "label", "name", "id", "ancestor", "before", "since", "volume",
+        "network", "publish", "expose", "health", "is-task",
+    ];
+    for (k, vals) in &f {
+        if !KEYS.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!("Invalid filter '{k}'")));
+        }
+        for v in vals {
+            match k.as_str() {
+                "status" if !STATUSES.contains(&v.as_str()) => {
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid filter 'status={v}'"
+                    )))
+                }
+                "exited" if v.parse::<i64>().is_err() => {
+                    return Err(ApiError::bad_request(format!(
+                        "strconv.Atoi: parsing {v:?}: invalid syntax"
+                    )))
+                }
+                "publish" | "expose" => {
+                    port_filter(k, v)?;
+                }
+                _ => {}
+            }
+        }
+    }
+    // before= and since=: the creation time of the container named.
+    let created_of = |key: &str| -> ApiResult<String> {
+        e.find(key)
+            .map(|r| r.created)
+            .map_err(|_| ApiError::not_found(format!("no such container {key}")))
+    };
+    let before: Vec<String> = f
+        .get("before")
+        .into_iter()
+        .flatten()
+        .map(|v| created_of(v))
+        .collect::<ApiResult<_>>()?;
+    let since: Vec<String> = f
+        .get("since")
+        .into_iter()
+        .flatten()
+        .map(|v| created_of(v))
+        .collect::<ApiResult<_>>()?;
     let mut out = Vec::new();
     for r in e.list() {
+        // As dockerd: only a status filter lists stopped containers without `all`.
         if !all && !r.running() && !r.restarting() && !f.contains_key("status") {
+            continue;
+        }
+        if before.iter().any(|b| r.created >= *b) || since.iter().any(|s| r.created <= *s) {
             continue;
         }
         let keep = f.iter().all(|(k, vals)| {
@@ -195,6 +275,24 @@ pub(crate) async fn container_list(State(e): S, Query(q): Q) -> ApiResult<Respon
                         want => h == Some(want),
                     }
                 }
+                // As dockerd 20.10: the host port of a binding.
+                "publish" => port_filter(k, v).is_ok_and(|(lo, hi, proto)| {
+                    r.published
+                        .iter()
+                        .any(|p| p.proto == proto && (lo..=hi).contains(&p.host_port))
+                }),
+                "expose" => port_filter(k, v).is_ok_and(|(lo, hi, proto)| {
+                    r.config["ExposedPorts"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|m| m.keys())
+                        .any(|key| {
+                            let (port, pr) = key.split_once('/').unwrap_or((key, "tcp"));
+                            pr == proto && port.parse::<u16>().is_ok_and(|n| (lo..=hi).contains(&n))
+                        })
+                }),
+                // No swarm: no container is a task.
+                "is-task" => v != "true" && v != "1",
                 _ => true,
             };
             // As dockerd: every label filter must match; other keys match any of their values.
@@ -206,6 +304,22 @@ pub(crate) async fn container_list(State(e): S, Query(q): Q) -> ApiResult<Respon
         });
         if keep {
             out.push(container_summary(&r));
+        }
+    }
+    // `size=1` (`docker ps -s`): the writable layer, and that plus the image.
+    if qbool(&q, "size") {
+        for c in out.iter_mut() {
+            let id = c["Id"].as_str().unwrap_or_default().to_string();
+            let upper = e.images.rootfs_upper(&id);
+            let rw = blocking(move || Ok(crate::registry::dir_size(&upper))).await?;
+            let image = e
+                .find(&id)
+                .ok()
+                .and_then(|r| e.images.get(&r.image_id).ok())
+                .map(|i| i.size)
+                .unwrap_or(0);
+            c["SizeRw"] = json!(rw);
+            c["SizeRootFs"] = json!(rw + image);
         }
     }
     if let Some(n) = q
@@ -318,9 +432,22 @@ pub(crate) fn host_config_inspect(stored: &Value) -> Value {
     hc
 }
 
-pub(crate) async fn container_inspect(State(e): S, Path(id): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn container_inspect(
+    State(e): S,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
     let r = e.find(&id)?;
-    Ok(ok_json(inspect_json(&e, &r)))
+    let mut v = inspect_json(&e, &r);
+    // `size=1` (`docker inspect -s`): the writable layer, and that plus the image.
+    if qbool(&q, "size") {
+        let upper = e.images.rootfs_upper(&r.id);
+        let rw = blocking(move || Ok(crate::registry::dir_size(&upper))).await?;
+        let image = e.images.get(&r.image_id).map(|i| i.size).unwrap_or(0);
+        v["SizeRw"] = json!(rw);
+        v["SizeRootFs"] = json!(rw + image);
+    }
+    Ok(ok_json(v))
 }
 
 pub(crate) async fn container_start(State(e): S, Path(id): Path<String>) -> ApiResult<Response> {

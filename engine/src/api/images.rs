@@ -19,6 +19,41 @@ pub(crate) fn image_summary(i: &berth_image::Image, containers: i64) -> Value {
 
 pub(crate) async fn image_list(State(e): S, Query(q): Q) -> ApiResult<Response> {
     let f = filters(&q)?;
+    for (k, vals) in &f {
+        if !["dangling", "label", "before", "since", "reference", "until"].contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!("Invalid filter '{k}'")));
+        }
+        if k == "dangling" {
+            if let Some(v) = vals
+                .iter()
+                .find(|v| !["true", "false", "1", "0"].contains(&v.as_str()))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid filter 'dangling={v}'"
+                )));
+            }
+        }
+    }
+    let created = |i: &berth_image::Image| i.config.created().as_deref().map(unix).unwrap_or(0);
+    // before= and since=: the creation time of the image named (dockerd's 404 when none).
+    let mut bounds: Vec<(bool, i64)> = Vec::new();
+    for (k, before) in [("before", true), ("since", false)] {
+        for v in f.get(k).into_iter().flatten() {
+            let img = e.images.get(v)?;
+            bounds.push((before, created(&img)));
+        }
+    }
+    let until: Vec<i64> = f
+        .get("until")
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+            crate::events::parse_time(v, now)
+                .map(|ns| ns / 1_000_000_000)
+                .map_err(ApiError::bad_request)
+        })
+        .collect::<ApiResult<_>>()?;
     let refs = f.get("reference").cloned().unwrap_or_default();
     let mut out = Vec::new();
     let list = e.images.list()?;
@@ -30,6 +65,14 @@ pub(crate) async fn image_list(State(e): S, Query(q): Q) -> ApiResult<Response> 
     for mut i in list {
         let intermediate = i.repo_tags.is_empty() && parents.contains(&i.id);
         if intermediate && !all {
+            continue;
+        }
+        let c = created(&i);
+        if bounds
+            .iter()
+            .any(|(before, t)| if *before { c >= *t } else { c <= *t })
+            || until.iter().any(|t| c > *t)
+        {
             continue;
         }
         let keep = f.iter().all(|(k, vals)| {
