@@ -196,6 +196,93 @@ async fn measure(args: &Args, engines: &mut [Engine; 2]) -> Result<()> {
     if args.wants("build") {
         measure_build(args, engines)?;
     }
+    if args.wants("compose") {
+        measure_compose(args, engines)?;
+    }
+    Ok(())
+}
+
+/// docker-compose 1.29 (over docker-py) on each daemon: `up -d` of a three-service stack
+/// (a built httpd with a published port, a stateful service with a named volume and a health
+/// check, one waiting for it to be healthy; two networks), its images built beforehand, and
+/// `down -v`.
+fn measure_compose(args: &Args, engines: &[Engine; 2]) -> Result<()> {
+    let dir = engines[0]
+        .dir
+        .parent()
+        .unwrap_or(Path::new("/tmp"))
+        .join("compose-stack");
+    std::fs::create_dir_all(dir.join("web"))?;
+    std::fs::write(
+        dir.join("web/Dockerfile"),
+        format!(
+            "FROM {IMAGE}\nRUN mkdir -p /www && echo hello > /www/index.html\n\
+             CMD [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n"
+        ),
+    )?;
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        format!(
+            r#"version: "3.8"
+services:
+  web:
+    build: ./web
+    image: benchstack_web
+    ports: ["80"]
+    networks: [default, back]
+  db:
+    image: {IMAGE}
+    command: ["sh", "-c", "echo started >> /data/log; exec sleep 100000"]
+    volumes: [dbdata:/data]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/data/log"]
+      interval: 100ms
+      retries: 50
+    networks: [back]
+  app:
+    image: {IMAGE}
+    command: ["sleep", "100000"]
+    depends_on:
+      db:
+        condition: service_healthy
+    networks: [back]
+volumes:
+  dbdata:
+networks:
+  back:
+"#
+        ),
+    )?;
+    let compose = |e: &Engine, argv: &[&str]| -> Result<Duration> {
+        let mut cmd = Command::new("docker-compose");
+        cmd.env("DOCKER_HOST", e.host())
+            .env("DOCKER_BUILDKIT", "0")
+            .current_dir(&dir)
+            .args(["--no-ansi", "-p", "benchstack"])
+            .args(argv);
+        run_timed(&mut cmd, TIMEOUT).with_context(|| format!("{}: docker-compose {argv:?}", e.name))
+    };
+    for e in engines {
+        compose(e, &["build"])?;
+    }
+    let mut up = [Vec::new(), Vec::new()];
+    let mut down = [Vec::new(), Vec::new()];
+    eprintln!("compose: 1 warm-up + {} timed rounds per daemon, interleaved", args.rounds);
+    for round in 0..args.rounds + 1 {
+        for k in 0..2 {
+            let e = (round + k) % 2;
+            let t1 = compose(&engines[e], &["up", "-d"])?;
+            let t2 = compose(&engines[e], &["down", "-v", "-t", "1"])?;
+            if round > 0 {
+                up[e].push(t1);
+                down[e].push(t2);
+            }
+        }
+    }
+    println!("compose (median / p90 / min)");
+    report("docker-compose up -d", engines, &up, "target <= 0.50x");
+    report("docker-compose down -v", engines, &down, "target <= 0.50x");
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
