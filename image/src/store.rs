@@ -750,7 +750,8 @@ impl Store {
             diff_ids,
             tags,
             repo_digest: None,
-            parent: String::new(),
+            // The committed container's image, as dockerd records it (inspect's Parent).
+            parent: parent.id.clone(),
             cache_key: None,
         })?;
         self.get(&id)

@@ -96,7 +96,7 @@ pub(crate) async fn archive_put(
             "container rootfs is marked read-only",
         ));
     }
-    let flag = |k: &str| q.get(k).is_some_and(|v| v == "1" || v == "true");
+    let flag = |k: &str| qbool(&q, k);
     let (copy_owner, no_overwrite) = (flag("copyUIDGID"), flag("noOverwriteDirNonDir"));
     let reader = body_reader(req.into_body());
     let (e2, r2) = (e.clone(), rec.clone());

@@ -93,8 +93,11 @@ pub(crate) async fn pump(
     sink: &Sink,
     stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
     opened: impl FnOnce(),
-) -> ApiResult<()> {
+) -> ApiResult<bool> {
     let (stdin_on, stdout_on, stderr_on) = streams;
+    // With neither output asked for, stdout is still subscribed (and dropped): the attach
+    // then lives until the process ends or the client detaches, as in dockerd.
+    let keep_alive = !stdout_on && !stderr_on;
     let (req_tx, req_rx) = mpsc::channel::<types::AttachRequest>(16);
     req_tx
         .send(types::AttachRequest {
@@ -103,7 +106,7 @@ pub(crate) async fn pump(
                 container_id: id.to_string(),
                 exec_id: exec_id.to_string(),
                 stdin: stdin_on,
-                stdout: stdout_on,
+                stdout: stdout_on || keep_alive,
                 stderr: stderr_on,
                 replay,
                 log_records: false,
@@ -171,19 +174,26 @@ pub(crate) async fn pump(
             tx.closed().await;
         });
     }
+    let mut detached = false;
     loop {
         let chunk = tokio::select! {
             m = out.message() => match m {
                 Ok(Some(chunk)) => chunk,
                 _ => break,
             },
-            Ok(()) = &mut end_rx => break,
+            Ok(()) = &mut end_rx => {
+                detached = true;
+                break;
+            }
         };
         let stream = if chunk.stream == types::StdStream::Stderr as i32 {
             2
         } else {
             1
         };
+        if (stream == 1 && !stdout_on) || (stream == 2 && !stderr_on) {
+            continue;
+        }
         let b = if tty {
             Bytes::from(chunk.data)
         } else {
@@ -195,7 +205,7 @@ pub(crate) async fn pump(
         e.attach_progress(id);
     }
     drop(req_tx);
-    Ok(())
+    Ok(detached)
 }
 
 pub(crate) async fn container_attach(
@@ -208,7 +218,7 @@ pub(crate) async fn container_attach(
     let tty = rec.tty();
     let streams = (qbool(&q, "stdin"), qbool(&q, "stdout"), qbool(&q, "stderr"));
     let logs = qbool(&q, "logs");
-    let stream = q.get("stream").is_none_or(|v| v == "1" || v == "true");
+    let stream = qbool_or(&q, "stream", true);
     let mode = StdinMode::new(
         rec.config["StdinOnce"].as_bool().unwrap_or(false),
         q.get("detachKeys").map(String::as_str),

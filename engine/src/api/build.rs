@@ -8,13 +8,6 @@ use berth_builder::{BuildError, BuildOptions, Message, Output};
 use super::*;
 use crate::build::EngineBackend;
 
-fn bool_param(q: &HashMap<String, String>, k: &str, default: bool) -> bool {
-    match q.get(k).map(String::as_str) {
-        None | Some("") => default,
-        Some(v) => v == "1" || v.eq_ignore_ascii_case("true"),
-    }
-}
-
 fn int_param(q: &HashMap<String, String>, k: &str) -> ApiResult<i64> {
     match q.get(k).filter(|v| !v.is_empty()) {
         None => Ok(0),
@@ -34,20 +27,17 @@ fn json_param(q: &HashMap<String, String>, k: &str) -> ApiResult<Value> {
 }
 
 /// The HostConfig of RUN containers from the build's parameters.
-fn run_host_config(q: &HashMap<String, String>) -> ApiResult<Value> {
+fn run_host_config(q: &HashMap<String, String>, extra_hosts: Vec<String>) -> ApiResult<Value> {
     let network = match q.get("networkmode").map(String::as_str) {
         None | Some("") | Some("default") => "default".to_string(),
         Some(n) => n.to_string(),
     };
-    let extra_hosts: Vec<String> = q
-        .get("extrahosts")
-        .map(|h| {
-            h.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let extra_hosts: Vec<String> = extra_hosts
+        .iter()
+        .flat_map(|h| h.split(','))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
     Ok(json!({
         "NetworkMode": network,
         "Memory": int_param(q, "memory")?,
@@ -93,7 +83,7 @@ fn error_json(e: &BuildError) -> Value {
 /// `POST /build`: the body is the context (a tar, plain or compressed, or a bare
 /// Dockerfile); the answer is the build's JSON stream.
 pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<Response> {
-    if bool_param(&q, "squash", false) {
+    if qbool_or(&q, "squash", false) {
         return Err(ApiError::bad_request(
             "squash is only supported with experimental mode",
         ));
@@ -153,7 +143,8 @@ pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<R
             .collect(),
         _ => Vec::new(),
     };
-    let host_config = run_host_config(&q)?;
+    // `extrahosts` comes once with commas (the docker CLI) or once per host (docker-py).
+    let host_config = run_host_config(&q, query_values(req.uri(), "extrahosts"))?;
     let auths: HashMap<String, berth_registry::AuthConfig> = req
         .headers()
         .get("X-Registry-Config")
@@ -167,8 +158,13 @@ pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<R
         })
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let quiet = bool_param(&q, "q", false);
-    let dockerfile_name = q.get("dockerfile").cloned().unwrap_or_default();
+    let quiet = qbool_or(&q, "q", false);
+    // The first `dockerfile` wins, as Go's FormValue (docker-py sends a second one holding
+    // the Dockerfile's text when the file lies outside the context).
+    let dockerfile_name = query_values(req.uri(), "dockerfile")
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     // The context, unpacked into a private directory.
     let scratch = e
         .config
@@ -199,11 +195,11 @@ pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<R
         target: q.get("target").cloned().filter(|t| !t.is_empty()),
         build_args,
         labels,
-        no_cache: bool_param(&q, "nocache", false),
-        pull: bool_param(&q, "pull", false),
+        no_cache: qbool_or(&q, "nocache", false),
+        pull: qbool_or(&q, "pull", false),
         cache_from,
-        rm: bool_param(&q, "rm", true),
-        force_rm: bool_param(&q, "forcerm", false),
+        rm: qbool_or(&q, "rm", true),
+        force_rm: qbool_or(&q, "forcerm", false),
         platform: q.get("platform").cloned().filter(|p| !p.is_empty()),
         host_arch: crate::host_arch().to_string(),
         digests: std::sync::Arc::new(digests),

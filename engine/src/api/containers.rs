@@ -2,10 +2,71 @@
 
 use super::*;
 
+/// Config's fields as dockerd spells them.
+const CONFIG_FIELDS: &[&str] = &[
+    "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
+    "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck",
+    "ArgsEscaped", "Image", "Volumes", "WorkingDir", "Entrypoint", "NetworkDisabled",
+    "MacAddress", "OnBuild", "Labels", "StopSignal", "StopTimeout", "Shell", "HostConfig",
+    "NetworkingConfig",
+];
+
+/// HostConfig's fields as dockerd spells them.
+const HOST_CONFIG_FIELDS: &[&str] = &[
+    "Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy",
+    "AutoRemove", "VolumeDriver", "VolumesFrom", "ConsoleSize", "Annotations", "CapAdd",
+    "CapDrop", "CgroupnsMode", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd",
+    "IpcMode", "Cgroup", "Links", "OomScoreAdj", "PidMode", "Privileged", "PublishAllPorts",
+    "ReadonlyRootfs", "SecurityOpt", "StorageOpt", "Tmpfs", "UTSMode", "UsernsMode", "ShmSize",
+    "Sysctls", "Runtime", "Isolation", "CpuShares", "Memory", "NanoCpus", "CgroupParent",
+    "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuPeriod", "CpuQuota",
+    "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems", "Devices",
+    "DeviceCgroupRules", "DeviceRequests", "KernelMemory", "KernelMemoryTCP",
+    "MemoryReservation", "MemorySwap", "MemorySwappiness", "OomKillDisable", "PidsLimit",
+    "Ulimits", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "Mounts",
+    "MaskedPaths", "ReadonlyPaths", "Init",
+];
+
+/// Renames fields to dockerd's spelling: Go decodes JSON field names case-insensitively, and
+/// clients rely on it (docker-py sends `CPURealtimePeriod`).
+pub(crate) fn canonical_keys(v: &mut Value, fields: &[&str]) {
+    let Some(o) = v.as_object_mut() else { return };
+    let renames: Vec<(String, &str)> = o
+        .keys()
+        .filter_map(|k| {
+            fields
+                .iter()
+                .find(|f| f.eq_ignore_ascii_case(k) && **f != k.as_str())
+                .map(|f| (k.clone(), *f))
+        })
+        .collect();
+    for (from, to) in renames {
+        if let Some(val) = o.remove(&from) {
+            o.entry(to.to_string()).or_insert(val);
+        }
+    }
+}
+
 pub(crate) async fn container_create(State(e): S, Query(q): Q, body: Bytes) -> ApiResult<Response> {
-    let body = parse_body(&body)?;
+    let mut body = parse_body(&body)?;
     if !body.is_object() {
         return Err(ApiError::bad_request("invalid JSON: expected an object"));
+    }
+    canonical_keys(&mut body, CONFIG_FIELDS);
+    canonical_keys(&mut body["HostConfig"], HOST_CONFIG_FIELDS);
+    // docker-py's `create_container(runtime=)` puts Runtime beside Config's fields.
+    if let Some(rt) = body
+        .as_object_mut()
+        .and_then(|o| o.remove("Runtime"))
+        .filter(|r| r.as_str().is_some_and(|r| !r.is_empty()))
+    {
+        if body["HostConfig"].is_null() {
+            body["HostConfig"] = json!({});
+        }
+        if body["HostConfig"]["Runtime"].as_str().unwrap_or_default().is_empty() {
+            body["HostConfig"]["Runtime"] = rt;
+        }
     }
     // Typed as dockerd decodes it: a mistyped field is Go's 400 "invalid JSON".
     super::models::CreateBody::decode(&body)?;
@@ -118,6 +179,28 @@ pub(crate) fn mount_points(r: &Record) -> Value {
             "Propagation": propagation,
         }))
     });
+    // --mount binds and tmpfs (volumes are among the container's volumes below).
+    let mounts = host_config["Mounts"].as_array().into_iter().flatten().filter_map(|m| {
+        let dst = m["Target"].as_str()?;
+        match m["Type"].as_str()? {
+            "bind" => Some(json!({
+                "Type": "bind",
+                "Source": m["Source"],
+                "Destination": dst,
+                "Mode": "",
+                "RW": m["ReadOnly"].as_bool() != Some(true),
+                "Propagation": m["BindOptions"]["Propagation"]
+                    .as_str()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or("rprivate"),
+            })),
+            "tmpfs" => Some(json!({
+                "Type": "tmpfs", "Source": "", "Destination": dst, "Mode": "",
+                "RW": m["ReadOnly"].as_bool() != Some(true), "Propagation": "",
+            })),
+            _ => None,
+        }
+    });
     let volumes = r.volumes.iter().map(|v| {
         if v.name.is_empty() {
             json!({
@@ -132,7 +215,7 @@ pub(crate) fn mount_points(r: &Record) -> Value {
             })
         }
     });
-    Value::Array(points.chain(volumes).collect())
+    Value::Array(points.chain(mounts).chain(volumes).collect())
 }
 
 /// Container states a `status` filter may name.
@@ -551,7 +634,14 @@ pub(crate) async fn container_wait(
         };
         // A failed start ends the wait too (it counts as an exit); its reason went to the
         // start call, so Error stays null, as dockerd answers (the docker CLI would print it).
-        let last = ended.unwrap_or(rec);
+        // Removed meanwhile (`--rm`): the exit code kept for a moment after the removal.
+        let last = ended.unwrap_or_else(|| {
+            let mut r = rec.clone();
+            if let Some(code) = e.removed_exit_code(&rec.id) {
+                r.state.exit_code = code;
+            }
+            r
+        });
         let body = json!({"StatusCode": last.state.exit_code, "Error": null}).to_string();
         let _ = tx.send(Ok(Bytes::from(format!("{body}\n")))).await;
     });
@@ -628,6 +718,40 @@ pub(crate) async fn container_resize(
     Ok(StatusCode::OK.into_response())
 }
 
+/// `DELETE /containers/{name}/{alias}?link=1`: removes a legacy link (the link's name is
+/// the linking container's name and the alias), as `docker rm --link`.
+pub(crate) async fn container_remove_link(
+    State(e): S,
+    Path((name, alias)): Path<(String, String)>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let full = format!("{name}/{alias}");
+    if !qbool(&q, "link") {
+        return Err(ApiError::no_such_container(&full));
+    }
+    let rec = e.find(&name)?;
+    let links: Vec<String> = rec.host_config["Links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.as_str().map(str::to_string))
+        .collect();
+    let kept: Vec<String> = links
+        .iter()
+        .filter(|l| crate::network::split_link(l).1.trim_start_matches('/') != alias)
+        .cloned()
+        .collect();
+    if kept.len() == links.len() {
+        return Err(ApiError::not_found(format!(
+            "Could not find container for entity id /{full}"
+        )));
+    }
+    e.update(&rec.id, |r| {
+        r.host_config["Links"] = if kept.is_empty() { Value::Null } else { json!(kept) };
+    })?;
+    Ok(no_content())
+}
+
 pub(crate) async fn container_remove(
     State(e): S,
     Path(id): Path<String>,
@@ -638,16 +762,46 @@ pub(crate) async fn container_remove(
     Ok(no_content())
 }
 
-pub(crate) async fn container_prune(State(e): S) -> ApiResult<Response> {
-    let mut deleted = Vec::new();
-    for r in e.list() {
-        if !r.running() && e.remove(&r.id, false).await.is_ok() {
-            deleted.push(r.id);
+/// `POST /containers/prune?filters=`: stopped containers (`until`, `label`, `label!`), with
+/// the space their writable layers held.
+pub(crate) async fn container_prune(State(e): S, Query(q): Q) -> ApiResult<Response> {
+    let f = filters(&q)?;
+    for k in f.keys() {
+        if !["until", "label", "label!"].contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!("Invalid filter '{k}'")));
         }
     }
-    Ok(ok_json(
-        json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
-    ))
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let until: Vec<i64> = f
+        .get("until")
+        .into_iter()
+        .flatten()
+        .map(|v| crate::events::parse_time(v, now).map_err(ApiError::bad_request))
+        .collect::<ApiResult<_>>()?;
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for r in e.list() {
+        if r.running() || r.restarting() {
+            continue;
+        }
+        let created = chrono::DateTime::parse_from_rfc3339(&r.created)
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .unwrap_or(0);
+        if until.iter().any(|u| created >= *u) || !label_filters_keep(&r.labels(), &f) {
+            continue;
+        }
+        let upper = e.images.rootfs_upper(&r.id);
+        let size = blocking(move || Ok(crate::registry::dir_size(&upper))).await?;
+        if e.remove(&r.id, false).await.is_ok() {
+            deleted.push(r.id);
+            reclaimed += size;
+        }
+    }
+    Ok(ok_json(json!({
+        "ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) },
+        "SpaceReclaimed": reclaimed,
+    })))
 }
 
 pub(crate) async fn container_top(
@@ -768,7 +922,7 @@ pub(crate) async fn container_stats(
     Query(q): Q,
 ) -> ApiResult<Response> {
     let rec = e.find(&id)?;
-    let stream = q.get("stream").is_none_or(|v| v == "1" || v == "true");
+    let stream = qbool_or(&q, "stream", true);
     let zero = json!({"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0, "online_cpus": 0});
     if !rec.running() {
         let v = json!({"read": "0001-01-01T00:00:00Z", "name": rec.name, "id": rec.id,

@@ -11,7 +11,15 @@ pub(crate) async fn exec_create(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let body = parse_body(&body)?;
+    let mut body = parse_body(&body)?;
+    // Go decodes field names case-insensitively (docker-py sends `detachKeys`).
+    super::containers::canonical_keys(
+        &mut body,
+        &[
+            "User", "Privileged", "Tty", "ConsoleSize", "AttachStdin", "AttachStderr",
+            "AttachStdout", "Detach", "DetachKeys", "Env", "WorkingDir", "Cmd",
+        ],
+    );
     let rec = e.find(&id)?;
     if !rec.running() {
         return Err(ApiError::conflict(format!(
@@ -121,7 +129,11 @@ pub(crate) async fn exec_start(
             rec.id
         )));
     }
-    let tty = ex.config["Tty"].as_bool().unwrap_or(false) || opts["Tty"].as_bool().unwrap_or(false);
+    // The process gets a terminal by the exec's config; the stream is raw only when the start
+    // asks for Tty, else framed, as dockerd (`exec_start(socket=True)` of a tty exec reads
+    // 8-byte headers in docker-py).
+    let tty = ex.config["Tty"].as_bool().unwrap_or(false);
+    let raw = opts["Tty"].as_bool().unwrap_or(false);
     let stdin_on = ex.config["AttachStdin"].as_bool().unwrap_or(false);
     let process = exec_process(&e, &rec, &ex.config)?;
     e.sup
@@ -227,32 +239,32 @@ pub(crate) async fn exec_start(
     );
     let cid = rec.id.clone();
     let mode = StdinMode::new(true, ex.config["DetachKeys"].as_str())?;
-    Ok(hijack(req, tty, move |sink, stdin| async move {
+    Ok(hijack(req, raw, move |sink, stdin| async move {
         // The stream stays open until the exit code is recorded: clients read it from
-        // GET /exec/{id}/json as soon as the stream ends (docker exec's exit status).
+        // GET /exec/{id}/json as soon as the stream ends (docker exec's exit status). A
+        // detach (the detach keys) closes it at once, the process running on.
         let hold = sink.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<bool>();
         let e3 = e2.clone();
         let xid = id.clone();
         let pumper = tokio::spawn(async move {
             let r = pump(
-                &e3,
-                &cid,
-                &xid,
-                tty,
-                streams,
-                true,
-                mode,
-                &sink,
-                stdin,
-                || {},
+                &e3, &cid, &xid, raw, streams, true, mode, &sink, stdin, || {},
             )
             .await;
-            let _ = tx.send(());
-            r
+            let _ = tx.send(r.unwrap_or(false));
         });
-        start_and_wait(e2).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        let mut waiter = tokio::spawn(start_and_wait(e2));
+        tokio::select! {
+            _ = &mut waiter => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), &mut rx).await;
+            }
+            detached = &mut rx => {
+                if !detached.unwrap_or(false) {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), &mut waiter).await;
+                }
+            }
+        }
         pumper.abort();
         drop(hold);
     }))

@@ -77,7 +77,7 @@ pub(crate) async fn image_list(State(e): S, Query(q): Q) -> ApiResult<Response> 
         }
         let keep = f.iter().all(|(k, vals)| {
             vals.iter().any(|v| match k.as_str() {
-                "dangling" => (v == "true") == (i.repo_tags.is_empty() && !intermediate),
+                "dangling" => go_bool(v) == Some(i.repo_tags.is_empty() && !intermediate),
                 "reference" => i.repo_tags.iter().any(|t| reference_matches(v, t)),
                 "label" => {
                     let l = &i.raw_config["config"]["Labels"];
@@ -277,7 +277,16 @@ pub(crate) fn query_values(uri: &Uri, key: &str) -> Vec<String> {
 pub(crate) async fn image_load(State(e): S, Query(q): Q, req: Request) -> ApiResult<Response> {
     let reader = body_reader(req.into_body());
     let store = e.images.clone();
-    let loaded = blocking(move || Ok(store.load(reader)?)).await?;
+    let loaded = match blocking(move || Ok(store.load(reader)?)).await {
+        Ok(l) => l,
+        // As dockerd: the answer has begun (200) and the failure is its JSON message, which
+        // clients raise as a load error (docker-py's ImageLoadError, the CLI's message).
+        Err(err) => {
+            let mut line = berth_registry::docker_error_json(&err.message).to_string();
+            line.push('\n');
+            return Ok(([(header::CONTENT_TYPE, "application/json")], line).into_response());
+        }
+    };
     let quiet = qbool(&q, "quiet");
     let mut out = String::new();
     for l in loaded {

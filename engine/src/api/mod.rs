@@ -30,7 +30,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use berth_proto::supervisor::v1 as pb;
 use berth_proto::types::v1 as types;
@@ -90,6 +90,21 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/build", post(self::build::build))
         .route("/build/prune", post(self::build::build_prune))
         .route("/events", get(self::events::events))
+        .route("/swarm/leave", post(self::system::swarm_leave))
+        .route("/swarm/init", post(self::system::swarm_refused))
+        .route("/swarm/join", post(self::system::swarm_refused))
+        .route("/swarm", any(self::system::not_a_manager))
+        .route("/swarm/{*rest}", any(self::system::not_a_manager))
+        .route("/services", any(self::system::not_a_manager))
+        .route("/services/{*rest}", any(self::system::not_a_manager))
+        .route("/nodes", any(self::system::not_a_manager))
+        .route("/nodes/{*rest}", any(self::system::not_a_manager))
+        .route("/tasks", any(self::system::not_a_manager))
+        .route("/tasks/{*rest}", any(self::system::not_a_manager))
+        .route("/secrets", any(self::system::not_a_manager))
+        .route("/secrets/{*rest}", any(self::system::not_a_manager))
+        .route("/configs", any(self::system::not_a_manager))
+        .route("/configs/{*rest}", any(self::system::not_a_manager))
         .route("/containers/create", post(container_create))
         .route("/containers/json", get(container_list))
         .route("/containers/prune", post(container_prune))
@@ -117,6 +132,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/stats", get(container_stats))
         .route("/containers/{id}/exec", post(exec_create))
         .route("/containers/{id}", delete(container_remove))
+        .route("/containers/{id}/{alias}", delete(container_remove_link))
         .route("/exec/{id}/start", post(exec_start))
         .route("/exec/{id}/resize", post(exec_resize))
         .route("/exec/{id}/json", get(exec_inspect))
@@ -176,9 +192,26 @@ fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// A boolean as Go's `strconv.ParseBool` reads it (docker-py sends `True`).
+fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" | "yes" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// A boolean query parameter; false when absent or not a boolean.
 fn qbool(q: &HashMap<String, String>, k: &str) -> bool {
-    q.get(k)
-        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True" | "yes"))
+    qbool_or(q, k, false)
+}
+
+/// A boolean query parameter, `default` when absent or empty.
+fn qbool_or(q: &HashMap<String, String>, k: &str, default: bool) -> bool {
+    match q.get(k).map(String::as_str) {
+        None | Some("") => default,
+        Some(v) => go_bool(v).unwrap_or(false),
+    }
 }
 
 fn parse_body(body: &Bytes) -> ApiResult<Value> {

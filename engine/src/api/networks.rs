@@ -46,7 +46,11 @@ pub(crate) fn network_json(e: &Engine, n: &Network, containers: bool) -> Value {
         "EnableIPv6": n.enable_ipv6,
         "IPAM": {
             "Driver": "default",
-            "Options": if n.is_predefined() { Value::Null } else { json!(n.ipam_options) },
+            "Options": if n.is_predefined() || n.ipam_options.is_empty() {
+                Value::Null
+            } else {
+                json!(n.ipam_options)
+            },
             "Config": config,
         },
         "Internal": n.internal,
@@ -254,10 +258,8 @@ pub(crate) async fn network_prune(State(e): S, Query(q): Q) -> ApiResult<Respons
 /// One entry of `NetworkSettings.Networks`.
 fn endpoint_json(r: &Record, name: &str, ep: &crate::network::Endpoint) -> Value {
     let user = name != "bridge";
-    let mut aliases: Vec<String> = ep.aliases.clone();
-    if user && !aliases.iter().any(|a| a == r.short_id()) {
-        aliases.push(r.short_id().to_string());
-    }
+    // API 1.45: Aliases are the client's only; the short id is among DNSNames.
+    let aliases: Vec<String> = ep.aliases.clone();
     let ipam = if ep.ipv4_config.is_empty() && ep.ipv6_config.is_empty() {
         Value::Null
     } else {
@@ -284,7 +286,8 @@ fn endpoint_json(r: &Record, name: &str, ep: &crate::network::Endpoint) -> Value
         "IPAMConfig": ipam,
         "Links": if ep.links.is_empty() { Value::Null } else { json!(ep.links) },
         "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
-        "MacAddress": ep.mac,
+        // The address asked for, until the endpoint exists.
+        "MacAddress": if ep.mac.is_empty() { &ep.mac_config } else { &ep.mac },
         "DriverOpts": if ep.driver_opts.is_empty() { Value::Null } else { json!(ep.driver_opts) },
         "NetworkID": ep.network_id,
         "EndpointID": ep.endpoint_id,

@@ -168,3 +168,29 @@ pub(crate) async fn system_df(State(e): S) -> ApiResult<Response> {
         "BuildCache": super::build::build_cache_json(&e)?,
     })))
 }
+
+// ---- swarm -------------------------------------------------------------------------------
+
+/// Swarm objects (services, nodes, tasks, secrets, configs, the swarm itself): berthd is never
+/// a swarm manager, and answers as dockerd outside a swarm (503), after reading the body.
+pub(crate) async fn not_a_manager(req: Request) -> ApiError {
+    let mut body = req.into_body().into_data_stream();
+    while let Some(Ok(_)) = body.next().await {}
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.",
+    )
+}
+
+/// `POST /swarm/leave`: dockerd's answer outside a swarm.
+pub(crate) async fn swarm_leave() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "This node is not part of a swarm")
+}
+
+/// `POST /swarm/init|join`: swarm mode is not part of berth.
+pub(crate) async fn swarm_refused() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "swarm mode is not supported by berthd",
+    )
+}

@@ -234,9 +234,6 @@ pub fn check(h: &mut Value, c: &Value, runtimes: &[&str]) -> Result<Vec<String>,
     if nonempty(h, "DeviceRequests") {
         return bad("could not select device driver \"\" with capabilities: [[gpu]]".into());
     }
-    if nonempty(h, "VolumeDriver") {
-        return bad("volume drivers are not supported: berthd has only its local volumes".into());
-    }
     if i64_of(h, "IOMaximumBandwidth") != 0 || i64_of(h, "IOMaximumIOps") != 0 {
         return bad(
             "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps"

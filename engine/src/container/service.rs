@@ -384,6 +384,14 @@ impl Engine {
             host_config["NetworkMode"] = json!("default");
         }
         let warnings = super::options::check(&mut host_config, &body, &self.runtime_names())?;
+        // An empty log driver is the default one, as dockerd fills it in.
+        if host_config["LogConfig"]["Type"].as_str().unwrap_or_default().is_empty() {
+            let config = host_config["LogConfig"]["Config"].clone();
+            host_config["LogConfig"] = json!({
+                "Type": "json-file",
+                "Config": if config.is_object() { config } else { json!({}) },
+            });
+        }
         // dockerd stores the default masked and read-only paths of an unprivileged container
         // (inspect shows them; a client may pass its own lists instead).
         let unconfined_paths = super::security_opts(&host_config).unconfined_paths;
@@ -459,7 +467,14 @@ impl Engine {
         {
             host_config["MemorySwap"] = json!(memory * 2);
         }
+        let driver = host_config["VolumeDriver"].as_str().unwrap_or_default();
         let volumes = self.resolve_volumes(&host_config, &config, &Value::Null)?;
+        if !driver.is_empty() && driver != "local" && volumes.iter().any(|v| !v.name.is_empty()) {
+            self.remove_anonymous_volumes(&volumes);
+            return Err(ApiError::bad_request(format!(
+                "error looking up volume plugin {driver}: plugin {driver:?} not found"
+            )));
+        }
         let dir = self.container_dir(&id);
         if let Err(e) = std::fs::create_dir_all(&dir) {
             self.remove_anonymous_volumes(&volumes);
@@ -734,7 +749,12 @@ impl Engine {
                 .joins
                 .push(("network", sandbox.to_string_lossy().into_owned()));
         }
-        let spec = crate::container::build_spec(&rec, &files)?;
+        let mut spec = crate::container::build_spec(&rec, &files)?;
+        // Legacy links' variables, from the targets as they run now.
+        let link_env = self.link_env(&self.find(&rec.id)?);
+        if let Some(env) = spec["process"]["env"].as_array_mut() {
+            env.extend(link_env.into_iter().map(Value::from));
+        }
         let runtime = match rec.host_config["Runtime"].as_str().unwrap_or_default() {
             "runc" => which("runc").map(|p| pb::Runtime {
                 binary: p.to_string_lossy().into_owned(),
@@ -1347,7 +1367,10 @@ impl Engine {
         volumes: bool,
     ) -> ApiResult<()> {
         let rec = self.find(key)?;
-        if rec.restarting() {
+        // An exit its policy restarts counts as restarting from the moment it is recorded
+        // (the policy's timer starts after the cleanup), as dockerd sets it at once.
+        let pending_restart = rec.state.status == "exited" && rec.policy_restarts(false);
+        if rec.restarting() || pending_restart {
             if !force {
                 return Err(ApiError::conflict(format!(
                     "cannot remove container \"{}\": container is restarting: stop the container before removing or force remove",

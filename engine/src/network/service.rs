@@ -117,6 +117,70 @@ fn ordered(rec: &Record) -> Vec<String> {
 }
 
 impl Engine {
+    /// The `--link` targets of `rec` on a network they share: (alias, target, address).
+    pub(crate) fn linked(&self, rec: &Record) -> Vec<(String, Record, IpAddr)> {
+        let mut out = Vec::new();
+        for link in strs(&rec.host_config["Links"]) {
+            let (target, alias) = split_link(&link);
+            let Ok(other) = self.find(target) else {
+                continue;
+            };
+            let ip = other
+                .endpoints
+                .values()
+                .find(|e| rec.endpoints.values().any(|m| m.network_id == e.network_id))
+                .and_then(|e| e.ip);
+            if let Some(ip) = ip {
+                out.push((alias.to_string(), other, ip));
+            }
+        }
+        out
+    }
+
+    /// The legacy link variables dockerd sets in a linking container: `ALIAS_NAME`, for
+    /// each exposed port `ALIAS_PORT_80_TCP` (and its `_ADDR`, `_PORT`, `_PROTO`),
+    /// `ALIAS_PORT` (the first), and `ALIAS_ENV_K` for the target's environment.
+    pub(crate) fn link_env(&self, rec: &Record) -> Vec<String> {
+        let mut env = Vec::new();
+        for (alias, other, ip) in self.linked(rec) {
+            let a = alias.to_uppercase().replace('-', "_");
+            env.push(format!(
+                "{a}_NAME=/{}/{alias}",
+                rec.name.trim_start_matches('/')
+            ));
+            let mut ports: Vec<(u16, String)> = other.config["ExposedPorts"]
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.keys())
+                .filter_map(|k| {
+                    let (p, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+                    Some((p.parse().ok()?, proto.to_string()))
+                })
+                .collect();
+            ports.sort();
+            if let Some((p, proto)) = ports.first() {
+                env.push(format!("{a}_PORT={proto}://{ip}:{p}"));
+            }
+            for (p, proto) in &ports {
+                let key = format!("{a}_PORT_{p}_{}", proto.to_uppercase());
+                env.push(format!("{key}={proto}://{ip}:{p}"));
+                env.push(format!("{key}_ADDR={ip}"));
+                env.push(format!("{key}_PORT={p}"));
+                env.push(format!("{key}_PROTO={proto}"));
+            }
+            for v in strs(&other.config["Env"]) {
+                if let Some((k, val)) = v.split_once('=') {
+                    if k != "HOME" && k != "PATH" {
+                        env.push(format!("{a}_ENV_{k}={val}"));
+                    }
+                }
+            }
+        }
+        env
+    }
+}
+
+impl Engine {
     fn net(&self) -> std::sync::MutexGuard<'_, NetState> {
         self.net.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -405,21 +469,6 @@ impl Engine {
     pub async fn network_create(&self, req: CreateRequest) -> ApiResult<Network> {
         if req.name.is_empty() {
             return Err(ApiError::bad_request("network name cannot be empty"));
-        }
-        let valid = req
-            .name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-            && req
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !valid {
-            return Err(ApiError::bad_request(format!(
-                "invalid network name \"{}\", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
-                req.name
-            )));
         }
         let driver = if req.driver.is_empty() {
             "bridge".to_string()
@@ -1125,24 +1174,13 @@ impl Engine {
         }
         // --link on the default bridge: the target's address under the alias, its id and name.
         let mut links = Vec::new();
-        for link in strs(&rec.host_config["Links"]) {
-            let (target, alias) = split_link(&link);
-            let Ok(other) = self.find(target) else {
-                continue;
-            };
-            let ip = other
-                .endpoints
-                .values()
-                .find(|e| rec.endpoints.values().any(|m| m.network_id == e.network_id))
-                .and_then(|e| e.ip);
-            if let Some(ip) = ip {
-                let oname = other.name.trim_start_matches('/');
-                links.push(if alias == oname {
-                    format!("{ip}\t{alias} {}", other.short_id())
-                } else {
-                    format!("{ip}\t{alias} {} {oname}", other.short_id())
-                });
-            }
+        for (alias, other, ip) in self.linked(rec) {
+            let oname = other.name.trim_start_matches('/');
+            links.push(if alias == oname {
+                format!("{ip}\t{alias} {}", other.short_id())
+            } else {
+                format!("{ip}\t{alias} {} {oname}", other.short_id())
+            });
         }
         let hosts = crate::container::hosts_file(rec, &addresses, &links);
         std::fs::write(dir.join("hosts"), hosts)?;
