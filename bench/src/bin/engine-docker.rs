@@ -267,7 +267,10 @@ networks:
     }
     let mut up = [Vec::new(), Vec::new()];
     let mut down = [Vec::new(), Vec::new()];
-    eprintln!("compose: 1 warm-up + {} timed rounds per daemon, interleaved", args.rounds);
+    eprintln!(
+        "compose: 1 warm-up + {} timed rounds per daemon, interleaved",
+        args.rounds
+    );
     for round in 0..args.rounds + 1 {
         for k in 0..2 {
             let e = (round + k) % 2;

@@ -4,28 +4,108 @@ use super::*;
 
 /// Config's fields as dockerd spells them.
 const CONFIG_FIELDS: &[&str] = &[
-    "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
-    "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck",
-    "ArgsEscaped", "Image", "Volumes", "WorkingDir", "Entrypoint", "NetworkDisabled",
-    "MacAddress", "OnBuild", "Labels", "StopSignal", "StopTimeout", "Shell", "HostConfig",
+    "Hostname",
+    "Domainname",
+    "User",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ExposedPorts",
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "Env",
+    "Cmd",
+    "Healthcheck",
+    "ArgsEscaped",
+    "Image",
+    "Volumes",
+    "WorkingDir",
+    "Entrypoint",
+    "NetworkDisabled",
+    "MacAddress",
+    "OnBuild",
+    "Labels",
+    "StopSignal",
+    "StopTimeout",
+    "Shell",
+    "HostConfig",
     "NetworkingConfig",
 ];
 
 /// HostConfig's fields as dockerd spells them.
 const HOST_CONFIG_FIELDS: &[&str] = &[
-    "Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy",
-    "AutoRemove", "VolumeDriver", "VolumesFrom", "ConsoleSize", "Annotations", "CapAdd",
-    "CapDrop", "CgroupnsMode", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd",
-    "IpcMode", "Cgroup", "Links", "OomScoreAdj", "PidMode", "Privileged", "PublishAllPorts",
-    "ReadonlyRootfs", "SecurityOpt", "StorageOpt", "Tmpfs", "UTSMode", "UsernsMode", "ShmSize",
-    "Sysctls", "Runtime", "Isolation", "CpuShares", "Memory", "NanoCpus", "CgroupParent",
-    "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
-    "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuPeriod", "CpuQuota",
-    "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems", "Devices",
-    "DeviceCgroupRules", "DeviceRequests", "KernelMemory", "KernelMemoryTCP",
-    "MemoryReservation", "MemorySwap", "MemorySwappiness", "OomKillDisable", "PidsLimit",
-    "Ulimits", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "Mounts",
-    "MaskedPaths", "ReadonlyPaths", "Init",
+    "Binds",
+    "ContainerIDFile",
+    "LogConfig",
+    "NetworkMode",
+    "PortBindings",
+    "RestartPolicy",
+    "AutoRemove",
+    "VolumeDriver",
+    "VolumesFrom",
+    "ConsoleSize",
+    "Annotations",
+    "CapAdd",
+    "CapDrop",
+    "CgroupnsMode",
+    "Dns",
+    "DnsOptions",
+    "DnsSearch",
+    "ExtraHosts",
+    "GroupAdd",
+    "IpcMode",
+    "Cgroup",
+    "Links",
+    "OomScoreAdj",
+    "PidMode",
+    "Privileged",
+    "PublishAllPorts",
+    "ReadonlyRootfs",
+    "SecurityOpt",
+    "StorageOpt",
+    "Tmpfs",
+    "UTSMode",
+    "UsernsMode",
+    "ShmSize",
+    "Sysctls",
+    "Runtime",
+    "Isolation",
+    "CpuShares",
+    "Memory",
+    "NanoCpus",
+    "CgroupParent",
+    "BlkioWeight",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "CpuPeriod",
+    "CpuQuota",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "CpusetCpus",
+    "CpusetMems",
+    "Devices",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "KernelMemory",
+    "KernelMemoryTCP",
+    "MemoryReservation",
+    "MemorySwap",
+    "MemorySwappiness",
+    "OomKillDisable",
+    "PidsLimit",
+    "Ulimits",
+    "CpuCount",
+    "CpuPercent",
+    "IOMaximumIOps",
+    "IOMaximumBandwidth",
+    "Mounts",
+    "MaskedPaths",
+    "ReadonlyPaths",
+    "Init",
 ];
 
 /// Renames fields to dockerd's spelling: Go decodes JSON field names case-insensitively, and
@@ -64,7 +144,11 @@ pub(crate) async fn container_create(State(e): S, Query(q): Q, body: Bytes) -> A
         if body["HostConfig"].is_null() {
             body["HostConfig"] = json!({});
         }
-        if body["HostConfig"]["Runtime"].as_str().unwrap_or_default().is_empty() {
+        if body["HostConfig"]["Runtime"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+        {
             body["HostConfig"]["Runtime"] = rt;
         }
     }
@@ -180,27 +264,31 @@ pub(crate) fn mount_points(r: &Record) -> Value {
         }))
     });
     // --mount binds and tmpfs (volumes are among the container's volumes below).
-    let mounts = host_config["Mounts"].as_array().into_iter().flatten().filter_map(|m| {
-        let dst = m["Target"].as_str()?;
-        match m["Type"].as_str()? {
-            "bind" => Some(json!({
-                "Type": "bind",
-                "Source": m["Source"],
-                "Destination": dst,
-                "Mode": "",
-                "RW": m["ReadOnly"].as_bool() != Some(true),
-                "Propagation": m["BindOptions"]["Propagation"]
-                    .as_str()
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or("rprivate"),
-            })),
-            "tmpfs" => Some(json!({
-                "Type": "tmpfs", "Source": "", "Destination": dst, "Mode": "",
-                "RW": m["ReadOnly"].as_bool() != Some(true), "Propagation": "",
-            })),
-            _ => None,
-        }
-    });
+    let mounts = host_config["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            let dst = m["Target"].as_str()?;
+            match m["Type"].as_str()? {
+                "bind" => Some(json!({
+                    "Type": "bind",
+                    "Source": m["Source"],
+                    "Destination": dst,
+                    "Mode": "",
+                    "RW": m["ReadOnly"].as_bool() != Some(true),
+                    "Propagation": m["BindOptions"]["Propagation"]
+                        .as_str()
+                        .filter(|p| !p.is_empty())
+                        .unwrap_or("rprivate"),
+                })),
+                "tmpfs" => Some(json!({
+                    "Type": "tmpfs", "Source": "", "Destination": dst, "Mode": "",
+                    "RW": m["ReadOnly"].as_bool() != Some(true), "Propagation": "",
+                })),
+                _ => None,
+            }
+        });
     let volumes = r.volumes.iter().map(|v| {
         if v.name.is_empty() {
             json!({
@@ -747,7 +835,11 @@ pub(crate) async fn container_remove_link(
         )));
     }
     e.update(&rec.id, |r| {
-        r.host_config["Links"] = if kept.is_empty() { Value::Null } else { json!(kept) };
+        r.host_config["Links"] = if kept.is_empty() {
+            Value::Null
+        } else {
+            json!(kept)
+        };
     })?;
     Ok(no_content())
 }

@@ -16,8 +16,18 @@ pub(crate) async fn exec_create(
     super::containers::canonical_keys(
         &mut body,
         &[
-            "User", "Privileged", "Tty", "ConsoleSize", "AttachStdin", "AttachStderr",
-            "AttachStdout", "Detach", "DetachKeys", "Env", "WorkingDir", "Cmd",
+            "User",
+            "Privileged",
+            "Tty",
+            "ConsoleSize",
+            "AttachStdin",
+            "AttachStderr",
+            "AttachStdout",
+            "Detach",
+            "DetachKeys",
+            "Env",
+            "WorkingDir",
+            "Cmd",
         ],
     );
     let rec = e.find(&id)?;
@@ -249,7 +259,16 @@ pub(crate) async fn exec_start(
         let xid = id.clone();
         let pumper = tokio::spawn(async move {
             let r = pump(
-                &e3, &cid, &xid, raw, streams, true, mode, &sink, stdin, || {},
+                &e3,
+                &cid,
+                &xid,
+                raw,
+                streams,
+                true,
+                mode,
+                &sink,
+                stdin,
+                || {},
             )
             .await;
             let _ = tx.send(r.unwrap_or(false));

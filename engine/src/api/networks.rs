@@ -34,6 +34,9 @@ pub(crate) fn network_json(e: &Engine, n: &Network, containers: bool) -> Value {
             if !c.gateway.is_empty() {
                 m.insert("Gateway".into(), json!(c.gateway));
             }
+            if !c.aux.is_empty() {
+                m.insert("AuxiliaryAddresses".into(), json!(c.aux));
+            }
             Value::Object(m)
         })
         .collect();
@@ -149,6 +152,7 @@ pub(crate) async fn network_create(State(e): S, body: Bytes) -> ApiResult<Respon
             subnet: c["Subnet"].as_str().unwrap_or_default().to_string(),
             gateway: c["Gateway"].as_str().unwrap_or_default().to_string(),
             ip_range: c["IPRange"].as_str().unwrap_or_default().to_string(),
+            aux: crate::string_map(&c["AuxiliaryAddresses"]),
         })
         .collect();
     if body["Scope"]
@@ -260,7 +264,8 @@ fn endpoint_json(r: &Record, name: &str, ep: &crate::network::Endpoint) -> Value
     let user = name != "bridge";
     // API 1.45: Aliases are the client's only; the short id is among DNSNames.
     let aliases: Vec<String> = ep.aliases.clone();
-    let ipam = if ep.ipv4_config.is_empty() && ep.ipv6_config.is_empty() {
+    let ipam = if ep.ipv4_config.is_empty() && ep.ipv6_config.is_empty() && ep.link_local.is_empty()
+    {
         Value::Null
     } else {
         let mut m = serde_json::Map::new();
@@ -269,6 +274,9 @@ fn endpoint_json(r: &Record, name: &str, ep: &crate::network::Endpoint) -> Value
         }
         if !ep.ipv6_config.is_empty() {
             m.insert("IPv6Address".into(), json!(ep.ipv6_config));
+        }
+        if !ep.link_local.is_empty() {
+            m.insert("LinkLocalIPs".into(), json!(ep.link_local));
         }
         Value::Object(m)
     };

@@ -184,7 +184,10 @@ pub(crate) async fn not_a_manager(req: Request) -> ApiError {
 
 /// `POST /swarm/leave`: dockerd's answer outside a swarm.
 pub(crate) async fn swarm_leave() -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "This node is not part of a swarm")
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "This node is not part of a swarm",
+    )
 }
 
 /// `POST /swarm/init|join`: swarm mode is not part of berth.

@@ -385,7 +385,11 @@ impl Engine {
         }
         let warnings = super::options::check(&mut host_config, &body, &self.runtime_names())?;
         // An empty log driver is the default one, as dockerd fills it in.
-        if host_config["LogConfig"]["Type"].as_str().unwrap_or_default().is_empty() {
+        if host_config["LogConfig"]["Type"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+        {
             let config = host_config["LogConfig"]["Config"].clone();
             host_config["LogConfig"] = json!({
                 "Type": "json-file",
@@ -1457,7 +1461,17 @@ impl Engine {
         if let Err(e) = self.images.remove_rootfs(id) {
             tracing::warn!(container_id = %id, error = %e, "remove rootfs");
         }
-        match std::fs::remove_dir_all(self.tombstone(id)) {
+        // A rootfs lease (docker cp, export, a build step) still mounted in the directory,
+        // whose user outlived the container, is let go first.
+        let tomb = self.tombstone(id);
+        if let Ok(entries) = std::fs::read_dir(&tomb) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("rootfs-") {
+                    let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+                }
+            }
+        }
+        match std::fs::remove_dir_all(&tomb) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(container_id = %id, error = %e, "remove container files"),

@@ -30,6 +30,9 @@ pub struct IpamConf {
     pub gateway: String,
     #[serde(default)]
     pub ip_range: String,
+    /// `AuxiliaryAddresses`: addresses held back from containers (name -> address).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux: BTreeMap<String, String>,
 }
 
 /// A network, as stored.
@@ -119,6 +122,9 @@ pub struct Endpoint {
     pub ipv6_config: String,
     #[serde(default)]
     pub mac_config: String,
+    /// `IPAMConfig.LinkLocalIPs`: link-local addresses added to its interface.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_local: Vec<String>,
     #[serde(default)]
     pub driver_opts: BTreeMap<String, String>,
     // ---- while running ----

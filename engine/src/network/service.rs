@@ -269,7 +269,12 @@ impl Engine {
                 } else {
                     Some(ipam::parse_subnet(&c.ip_range).map_err(ipam_error)?)
                 };
-                Allocator::new(subnet, gateway, range).map_err(ipam_error)
+                let mut a = Allocator::new(subnet, gateway, range).map_err(ipam_error)?;
+                // Auxiliary addresses are never handed out.
+                for ip in c.aux.values().filter_map(|ip| ip.parse().ok()) {
+                    let _ = a.reserve(ip);
+                }
+                Ok(a)
             })
             .collect()
     }
@@ -333,6 +338,7 @@ impl Engine {
                             subnet: net.trunc().to_string(),
                             gateway: net.addr().to_string(),
                             ip_range: String::new(),
+                            ..Default::default()
                         }),
                         Err(e) => {
                             tracing::warn!(bip = %bip, error = %e, "invalid --bip");
@@ -349,6 +355,7 @@ impl Engine {
                                 subnet: subnet.to_string(),
                                 gateway: String::new(),
                                 ip_range: String::new(),
+                                ..Default::default()
                             }),
                             Err(e) => {
                                 tracing::warn!(error = %e, "no subnet for the default bridge");
@@ -561,10 +568,21 @@ impl Engine {
                     "non-IPv6 network must not have an IPv6 subnet (use --ipv6)",
                 ));
             }
+            for (name, ip) in &c.aux {
+                let ok = ip
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| net.contains(&a));
+                if !ok {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid auxiliary address {name}: {ip} is not in {net}"
+                    )));
+                }
+            }
             ipam_conf.push(IpamConf {
                 subnet: net.to_string(),
                 gateway: c.gateway.clone(),
                 ip_range: c.ip_range.clone(),
+                aux: c.aux.clone(),
             });
         }
         if !ipam_conf.iter().any(|c| {
@@ -587,6 +605,7 @@ impl Engine {
                     subnet: subnet.to_string(),
                     gateway,
                     ip_range: String::new(),
+                    ..Default::default()
                 },
             );
         }
@@ -919,6 +938,7 @@ impl Engine {
         };
         let endpoint_id = crate::container::new_id();
         let veth = format!("vb{}", &endpoint_id[..12]);
+        let link_local = ep.link_local.clone();
         let mac = if ep.mac_config.is_empty() {
             super::mac_for(ip4.map(|x| x.0))
         } else {
@@ -985,11 +1005,17 @@ impl Engine {
             .await
             .map_err(internal)?;
             let inner = Netlink::in_namespace(&sandbox).map_err(internal)?;
-            let ips: Vec<(IpAddr, u8)> = [ip4, ip6]
+            let mut ips: Vec<(IpAddr, u8)> = [ip4, ip6]
                 .into_iter()
                 .flatten()
                 .map(|x| (x.0, x.1))
                 .collect();
+            // Link-local addresses asked for, in their scope's prefix.
+            for l in &link_local {
+                if let Ok(ip) = l.parse::<IpAddr>() {
+                    ips.push((ip, if ip.is_ipv4() { 16 } else { 64 }));
+                }
+            }
             inner
                 .configure_endpoint(&ifname, &ifname, None, &ips, &gateways)
                 .await
@@ -1384,6 +1410,19 @@ pub fn endpoint_config(n: &Network, config: &Value) -> ApiResult<Endpoint> {
     if !mac.is_empty() && super::parse_mac(&mac).is_none() {
         return Err(ApiError::bad_request(format!("invalid MAC address: {mac}")));
     }
+    let link_local = strs(&config["IPAMConfig"]["LinkLocalIPs"]);
+    for l in &link_local {
+        let ok = match l.parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) => a.is_link_local(),
+            Ok(IpAddr::V6(a)) => (a.segments()[0] & 0xffc0) == 0xfe80,
+            Err(_) => false,
+        };
+        if !ok {
+            return Err(ApiError::bad_request(format!(
+                "invalid link-local IP address: {l}"
+            )));
+        }
+    }
     let driver_opts = config["DriverOpts"]
         .as_object()
         .map(|m| {
@@ -1399,6 +1438,7 @@ pub fn endpoint_config(n: &Network, config: &Value) -> ApiResult<Endpoint> {
         ipv4_config: ipv4,
         ipv6_config: ipv6,
         mac_config: mac,
+        link_local,
         driver_opts,
         ..Default::default()
     })
