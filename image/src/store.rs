@@ -1135,7 +1135,14 @@ impl Store {
         let upper = dir.join("upper");
         let work = dir.join("work");
         let mut lower: Vec<String> = Vec::new();
+        // A layer that comes twice (two build steps that changed nothing the same way) is
+        // one directory: overlayfs refuses a stack naming it twice (ELOOP). The topmost
+        // occurrence alone gives the same view.
+        let mut seen = HashSet::new();
         for d in rec.diff_ids.iter().rev() {
+            if !seen.insert(d.as_str()) {
+                continue;
+            }
             if !self.has_layer(d) {
                 return Err(Error::Internal(format!(
                     "layer {d} of image {} is missing from the store",

@@ -620,3 +620,24 @@ fn pull_and_cache_from_a_registry() {
         "built\npayload\n1\n"
     );
 }
+
+#[test]
+#[ignore = "needs root: builds run containers under berthd"]
+fn steps_that_change_nothing_stack_again() {
+    skip_unless_root!();
+    let Some((env, ctx)) = start_with_context() else {
+        return;
+    };
+    let d = ctx.path();
+    // Two RUNs that change nothing make the same (empty) layer twice; a third step runs on
+    // an image naming that layer twice.
+    write(
+        d,
+        "Dockerfile",
+        &format!("FROM {IMAGE}\nRUN true\nRUN true\nRUN echo ran > /ran\n"),
+    );
+    let id = build_ok(&env, d, &["-q", "--no-cache"]).trim().to_string();
+    assert_eq!(sh(&env, &id, "cat /ran"), "ran\n");
+    let layers = inspect(&env, &id, "{{len .RootFS.Layers}}");
+    assert_eq!(layers, "4", "every step keeps its layer, as dockerd");
+}
