@@ -98,6 +98,9 @@ pub struct Engine {
     pub(crate) net: Mutex<network::NetState>,
     /// Serializes firewall table rewrites.
     pub(crate) net_op: tokio::sync::Mutex<()>,
+    /// Serializes taking endpoints down: the exit path and a `rm -f` may both do it, and the
+    /// second must not answer before the first has removed the rules.
+    pub(crate) endpoints_op: tokio::sync::Mutex<()>,
 }
 
 fn now() -> String {
@@ -164,6 +167,7 @@ pub async fn run(config: Config) -> Result<()> {
         rootfs_leases: Mutex::new(HashMap::new()),
         net: Mutex::new(network::NetState::default()),
         net_op: tokio::sync::Mutex::new(()),
+        endpoints_op: tokio::sync::Mutex::new(()),
         containers: Mutex::new(load_records(&config.data_root)),
         config: config.clone(),
         images,

@@ -1062,6 +1062,7 @@ impl Engine {
     /// At exit or removal: the DNS server, the endpoints, the published ports and the
     /// namespace go.
     pub(crate) async fn endpoints_down(&self, id: &str) {
+        let _serial = self.endpoints_op.lock().await;
         let dns = self.net().dns.remove(id);
         if let Some(d) = dns {
             d.stop();
