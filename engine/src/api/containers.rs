@@ -33,14 +33,13 @@ const CONFIG_FIELDS: &[&str] = &[
     "NetworkingConfig",
 ];
 
-/// HostConfig's fields as dockerd spells them.
+/// HostConfig's fields as dockerd spells them, besides the [`UPDATABLE`] ones.
 const HOST_CONFIG_FIELDS: &[&str] = &[
     "Binds",
     "ContainerIDFile",
     "LogConfig",
     "NetworkMode",
     "PortBindings",
-    "RestartPolicy",
     "AutoRemove",
     "VolumeDriver",
     "VolumesFrom",
@@ -71,37 +70,7 @@ const HOST_CONFIG_FIELDS: &[&str] = &[
     "Sysctls",
     "Runtime",
     "Isolation",
-    "CpuShares",
-    "Memory",
-    "NanoCpus",
-    "CgroupParent",
-    "BlkioWeight",
-    "BlkioWeightDevice",
-    "BlkioDeviceReadBps",
-    "BlkioDeviceWriteBps",
-    "BlkioDeviceReadIOps",
-    "BlkioDeviceWriteIOps",
-    "CpuPeriod",
-    "CpuQuota",
-    "CpuRealtimePeriod",
-    "CpuRealtimeRuntime",
-    "CpusetCpus",
-    "CpusetMems",
-    "Devices",
-    "DeviceCgroupRules",
     "DeviceRequests",
-    "KernelMemory",
-    "KernelMemoryTCP",
-    "MemoryReservation",
-    "MemorySwap",
-    "MemorySwappiness",
-    "OomKillDisable",
-    "PidsLimit",
-    "Ulimits",
-    "CpuCount",
-    "CpuPercent",
-    "IOMaximumIOps",
-    "IOMaximumBandwidth",
     "Mounts",
     "MaskedPaths",
     "ReadonlyPaths",
@@ -134,7 +103,10 @@ pub(crate) async fn container_create(State(e): S, Query(q): Q, body: Bytes) -> A
         return Err(ApiError::bad_request("invalid JSON: expected an object"));
     }
     canonical_keys(&mut body, CONFIG_FIELDS);
-    canonical_keys(&mut body["HostConfig"], HOST_CONFIG_FIELDS);
+    canonical_keys(
+        &mut body["HostConfig"],
+        &[HOST_CONFIG_FIELDS, UPDATABLE].concat(),
+    );
     // docker-py's `create_container(runtime=)` puts Runtime beside Config's fields.
     if let Some(rt) = body
         .as_object_mut()
@@ -1187,7 +1159,8 @@ pub(crate) async fn container_update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let body = parse_body(&body)?;
+    let mut body = parse_body(&body)?;
+    canonical_keys(&mut body, UPDATABLE);
     let rec = e.find(&id)?;
     let mut hc = rec.host_config.clone();
     for k in UPDATABLE {
