@@ -489,9 +489,17 @@ impl<B: Backend> Run<'_, B> {
         }
     }
 
+    /// Between steps: another stage failed, or the client went away (its stream is
+    /// closed), as dockerd cancels a build whose client disconnects.
     fn check_cancelled(&self) -> Result<()> {
         if self.failed.load(Ordering::SeqCst) {
             return Err(BuildError::Invalid(CANCELLED.into()));
+        }
+        if self.out.0.is_closed() {
+            return Err(BuildError::Step {
+                message: "the build was cancelled: its client went away".into(),
+                code: None,
+            });
         }
         Ok(())
     }

@@ -641,3 +641,34 @@ fn steps_that_change_nothing_stack_again() {
     let layers = inspect(&env, &id, "{{len .RootFS.Layers}}");
     assert_eq!(layers, "4", "every step keeps its layer, as dockerd");
 }
+
+#[test]
+#[ignore = "needs root: builds run containers under berthd"]
+fn a_build_whose_client_goes_away_stops() {
+    skip_unless_root!();
+    let Some((env, ctx)) = start_with_context() else {
+        return;
+    };
+    let d = ctx.path();
+    write(
+        d,
+        "Dockerfile",
+        &format!("FROM {IMAGE}\nRUN sleep 2\nRUN sleep 2\nRUN sleep 2\n"),
+    );
+    let tag = unique_id("gone").to_lowercase();
+    let client = env
+        .docker(["build", "--no-cache", "-t", &tag, "."])
+        .env("DOCKER_BUILDKIT", "0")
+        .current_dir(d)
+        .spawn()
+        .expect("docker build");
+    // The client is killed while the first RUN runs.
+    let _ = client.wait(Duration::from_secs(1));
+    // Long enough for the three steps (about 6.5 s) had the build gone on.
+    std::thread::sleep(Duration::from_secs(7));
+    // The build stopped after that step: no image, no step container left running.
+    let images = env.docker_ok(&["images", "-q", &tag]);
+    assert_eq!(images, "", "the build went on without its client");
+    let running = env.docker_ok(&["ps", "-q"]);
+    assert_eq!(running, "", "a step still runs");
+}
