@@ -286,8 +286,6 @@ struct Run<'a, B: Backend> {
     failed: AtomicBool,
     /// Build args some stage consumed.
     used_args: std::sync::Mutex<BTreeSet<String>>,
-    /// Build containers still to remove at the end (kept by --rm=false or a failure).
-    scratch: AtomicU64,
     cache_from: Vec<ImageInfo>,
 }
 
@@ -310,7 +308,6 @@ pub async fn build<B: Backend>(backend: &B, opts: &BuildOptions, out: &Output) -
             .collect(),
         failed: AtomicBool::new(false),
         used_args: Default::default(),
-        scratch: AtomicU64::new(0),
         cache_from,
     };
     let outcomes = futures_util::future::join_all(plan.needed.iter().map(|&i| run.stage(i))).await;
@@ -456,13 +453,6 @@ fn cache_key(parent: &str, created_by: &str, config: &Map<String, Value>) -> Str
     format!("{:x}", h.finalize())
 }
 
-fn step_error(msg: impl Into<String>) -> BuildError {
-    BuildError::Step {
-        message: msg.into(),
-        code: None,
-    }
-}
-
 impl<B: Backend> Run<'_, B> {
     async fn stage(&self, i: usize) -> Result<ImageInfo> {
         let r = self.stage_inner(i).await;
@@ -496,10 +486,9 @@ impl<B: Backend> Run<'_, B> {
             return Err(BuildError::Invalid(CANCELLED.into()));
         }
         if self.out.0.is_closed() {
-            return Err(BuildError::Step {
-                message: "the build was cancelled: its client went away".into(),
-                code: None,
-            });
+            return Err(BuildError::step(
+                "the build was cancelled: its client went away",
+            ));
         }
         Ok(())
     }
@@ -594,7 +583,7 @@ impl<B: Backend> Run<'_, B> {
                 let df = parser::parse(t)?;
                 for ins in df.instructions {
                     let cmd = instructions::command(&ins, plan.escape)?;
-                    self.step(&mut st, &ins, &cmd).await?;
+                    self.step(&mut st, &cmd).await?;
                 }
             }
         }
@@ -604,7 +593,7 @@ impl<B: Backend> Run<'_, B> {
             self.out
                 .stream(format!("Step {n}/{} : {}", plan.total, ins.original));
             self.out.stream("\n");
-            self.step(&mut st, ins, cmd).await?;
+            self.step(&mut st, cmd).await?;
         }
         Ok(st.image)
     }
@@ -615,13 +604,13 @@ impl<B: Backend> Run<'_, B> {
         let arch = parts.next().unwrap_or("");
         let host = format!("linux/{}", self.opts.host_arch);
         if os != "linux" || (!arch.is_empty() && arch != self.opts.host_arch) {
-            return Err(step_error(format!(
+            return Err(BuildError::step(format!(
                 "\"{wanted}\": unsupported platform: this daemon builds only for {host}"
             )));
         }
         let img_arch = img.config["architecture"].as_str().unwrap_or("");
         if !img.id.is_empty() && !arch.is_empty() && !img_arch.is_empty() && img_arch != arch {
-            return Err(step_error(format!(
+            return Err(BuildError::step(format!(
                 "image {} was found but does not match the specified platform: wanted {wanted}, actual: linux/{img_arch}",
                 short(&img.id)
             )));
@@ -630,29 +619,19 @@ impl<B: Backend> Run<'_, B> {
     }
 
     fn expand(&self, st: &State, word: &str) -> Result<String> {
-        self.note_args(st, word);
         shell::expand_word(word, self.plan.escape, &|k| st.lookup(k))
     }
 
     fn expand_words(&self, st: &State, text: &str) -> Result<Vec<String>> {
-        self.note_args(st, text);
         shell::expand_words(text, self.plan.escape, &|k| st.lookup(k))
     }
 
-    /// Records the declared args a word mentions (consumed build args).
-    fn note_args(&self, st: &State, _text: &str) {
-        if let Ok(mut u) = self.used_args.lock() {
-            for (k, _) in &st.args {
-                u.insert(k.clone());
-            }
-        }
-    }
-
     /// One instruction over the stage's state.
-    async fn step(&self, st: &mut State, ins: &Instruction, cmd: &Command) -> Result<()> {
+    async fn step(&self, st: &mut State, cmd: &Command) -> Result<()> {
         match cmd {
-            Command::From { .. } => unreachable_from(),
-            Command::Run { args, heredocs } => self.run(st, ins, args, heredocs).await,
+            // The plan puts FROM at the head of a stage, never among its steps.
+            Command::From { .. } => Err(BuildError::Backend("FROM inside a stage".into())),
+            Command::Run { args, heredocs } => self.run(st, args, heredocs).await,
             Command::Copy(c) => self.copy(st, c).await,
             Command::Arg(list) => {
                 let mut shown = Vec::new();
@@ -775,7 +754,9 @@ impl<B: Backend> Run<'_, B> {
                     .unwrap_or_default();
                 for v in &list {
                     if v.trim().is_empty() {
-                        return Err(step_error("VOLUME specified can not be an empty string"));
+                        return Err(BuildError::step(
+                            "VOLUME specified can not be an empty string",
+                        ));
                     }
                     vols.insert(v.clone(), json!({}));
                 }
@@ -822,7 +803,7 @@ impl<B: Backend> Run<'_, B> {
                 self.commit_meta(st, &format!("ONBUILD {trigger}")).await
             }
             Command::Healthcheck { flags, args } => {
-                let hc = instructions::healthcheck(flags, args).map_err(step_error)?;
+                let hc = instructions::healthcheck(flags, args).map_err(BuildError::step)?;
                 st.config.insert("Healthcheck".into(), hc);
                 self.commit_meta(st, &format!("HEALTHCHECK {args}")).await
             }
@@ -999,13 +980,7 @@ impl<B: Backend> Run<'_, B> {
         Ok(id)
     }
 
-    async fn run(
-        &self,
-        st: &mut State,
-        _ins: &Instruction,
-        args: &Args,
-        heredocs: &[parser::Heredoc],
-    ) -> Result<()> {
+    async fn run(&self, st: &mut State, args: &Args, heredocs: &[parser::Heredoc]) -> Result<()> {
         let argv = match (args, heredocs) {
             (Args::Shell(s), [h])
                 if s.trim().starts_with("<<") && s.split_whitespace().count() == 1 =>
@@ -1028,11 +1003,6 @@ impl<B: Backend> Run<'_, B> {
             _ => self.argv(st, args),
         };
         let used = st.run_args();
-        if let Ok(mut u) = self.used_args.lock() {
-            for (k, _) in &st.args {
-                u.insert(k.clone());
-            }
-        }
         let shown_args: Vec<String> = used
             .iter()
             .filter(|(k, _)| {
@@ -1074,7 +1044,6 @@ impl<B: Backend> Run<'_, B> {
             .backend
             .create(&st.image.id, Value::Object(run_config))
             .await?;
-        self.scratch.fetch_add(1, Ordering::SeqCst);
         self.out
             .stream(format!(" ---> Running in {}\n", short(&container)));
         let code = match self.backend.run(&container, self.out).await {
@@ -1114,7 +1083,7 @@ impl<B: Backend> Run<'_, B> {
 
     async fn copy(&self, st: &mut State, c: &Copy) -> Result<()> {
         let kw = if c.add { "ADD" } else { "COPY" };
-        let fail = |m: String| step_error(format!("{kw} failed: {m}"));
+        let fail = |m: String| BuildError::step(format!("{kw} failed: {m}"));
         let scratch = self.backend.scratch_dir();
         let mut holds: Vec<String> = Vec::new();
         let result = self
@@ -1160,7 +1129,7 @@ impl<B: Backend> Run<'_, B> {
             Some(m) => {
                 let m = self.expand(st, m)?;
                 Some(u32::from_str_radix(&m, 8).ok().filter(|v| *v <= 0o7777).ok_or_else(|| {
-                    step_error(format!("invalid chmod parameter: {m}. it should be octal string and between 0 and 07777"))
+                    BuildError::step(format!("invalid chmod parameter: {m}. it should be octal string and between 0 and 07777"))
                 })?)
             }
             None => None,
@@ -1172,15 +1141,13 @@ impl<B: Backend> Run<'_, B> {
                 let img = match stage_ref(&self.plan.stages, &f, true) {
                     Some(i) if i < self.plan.stages.len() => self.wait_stage(i).await?,
                     Some(_) => {
-                        return Err(step_error(format!(
+                        return Err(BuildError::step(format!(
                             "invalid from flag value {f}: index out of bounds"
                         )))
                     }
-                    None => self
-                        .backend
-                        .image(&f, false, self.out)
-                        .await
-                        .map_err(|e| step_error(format!("invalid from flag value {f}: {e}")))?,
+                    None => self.backend.image(&f, false, self.out).await.map_err(|e| {
+                        BuildError::step(format!("invalid from flag value {f}: {e}"))
+                    })?,
                 };
                 let holder = self
                     .backend
@@ -1321,7 +1288,7 @@ impl<B: Backend> Run<'_, B> {
             }
         }
         if srcs.len() > 1 && !dir_dest {
-            return Err(step_error(format!(
+            return Err(BuildError::step(format!(
                 "When using {kw} with more than one source file, the destination must be a directory and end with a /"
             )));
         }
@@ -1430,10 +1397,6 @@ impl<B: Backend> Run<'_, B> {
     }
 }
 
-fn unreachable_from() -> Result<()> {
-    Err(BuildError::Backend("FROM inside a stage".into()))
-}
-
 /// Renames a single file entry to `name` (a file copied to a new name).
 fn rename(entries: &[Entry], name: &str) -> Vec<Entry> {
     entries
@@ -1488,9 +1451,9 @@ fn expose_port(p: &str) -> Result<Vec<String>> {
     let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
     let proto = proto.to_ascii_lowercase();
     if !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
-        return Err(step_error(format!("invalid proto: {proto}")));
+        return Err(BuildError::step(format!("invalid proto: {proto}")));
     }
-    let bad = || step_error(format!("invalid containerPort: {port}"));
+    let bad = || BuildError::step(format!("invalid containerPort: {port}"));
     let (lo, hi) = match port.split_once('-') {
         Some((a, b)) => (
             a.parse::<u16>().map_err(|_| bad())?,

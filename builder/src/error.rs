@@ -29,6 +29,14 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// A step's failure without an exit code (a RUN's carries its code).
+    pub fn step(message: impl Into<String>) -> BuildError {
+        BuildError::Step {
+            message: message.into(),
+            code: None,
+        }
+    }
+
     /// Whether the error comes before the build starts (an HTTP error, not a stream message).
     pub fn is_request(&self) -> bool {
         matches!(

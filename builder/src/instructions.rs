@@ -162,10 +162,7 @@ pub fn command(ins: &Instruction, escape: char) -> Result<Command> {
                 ("security", "--security"),
             ] {
                 if flag(&ins.flags, f).is_some() {
-                    return Err(BuildError::Step {
-                        message: format!("the {what} option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled"),
-                        code: None,
-                    });
+                    return Err(BuildError::step(format!("the {what} option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled")));
                 }
             }
             Command::Run {
@@ -264,10 +261,7 @@ pub fn command(ins: &Instruction, escape: char) -> Result<Command> {
                 .iter()
                 .find(|f| flag(&ins.flags, f).is_some())
             {
-                return Err(BuildError::Step {
-                    message: format!("the --{f} option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled"),
-                    code: None,
-                });
+                return Err(BuildError::step(format!("the --{f} option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled")));
             }
             let (json, mut parts) = match parser::json_args(rest) {
                 Some(v) => (true, v),

@@ -87,28 +87,20 @@ impl EngineBackend {
     async fn with_root<T: Send + 'static>(
         &self,
         container: &str,
-        f: impl FnOnce(&Root, &Path) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&Root) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        if let Some(dir) = self.dir_of(container) {
-            return tokio::task::spawn_blocking(move || {
-                let root = Root::open(&dir)?;
-                f(&root, &dir)
-            })
+        let path = self.root_path(container).await?;
+        tokio::task::spawn_blocking(move || f(&Root::open(&path)?))
             .await
-            .map_err(blocking_error)?;
+            .map_err(blocking_error)?
+    }
+
+    /// Where a build container's filesystem is: its directory (scratch) or its leased rootfs.
+    async fn root_path(&self, container: &str) -> Result<PathBuf> {
+        match self.dir_of(container) {
+            Some(d) => Ok(d),
+            None => self.lease(container).await,
         }
-        let path = self.lease(container).await?;
-        let id = container.to_string();
-        let e = self.engine.clone();
-        tokio::task::spawn_blocking(move || {
-            let root = Root::open(&path)?;
-            let r = f(&root, &path);
-            drop(e);
-            let _ = id;
-            r
-        })
-        .await
-        .map_err(blocking_error)?
     }
 
     /// The mounted rootfs of a build container, leased until it is removed.
@@ -204,10 +196,7 @@ impl berth_builder::Backend for EngineBackend {
         // One tag: a name without one means `latest` (an empty tag would pull every tag).
         let reference = berth_registry::Reference::parse(name)
             .map(|r| r.with_default_tag().familiar_string())
-            .map_err(|x| BuildError::Step {
-                message: x.to_string(),
-                code: None,
-            })?;
+            .map_err(|x| BuildError::step(x.to_string()))?;
         let stream = self
             .engine
             .registry
@@ -216,10 +205,7 @@ impl berth_builder::Backend for EngineBackend {
                 move |ev| e.emit_image_event(ev.action, &ev.image, &ev.name)
             })
             .await
-            .map_err(|x| BuildError::Step {
-                message: x.to_string(),
-                code: None,
-            })?;
+            .map_err(|x| BuildError::step(x.to_string()))?;
         for v in stream.head {
             let _ = out.0.send(Message::Raw(v));
         }
@@ -230,22 +216,14 @@ impl berth_builder::Backend for EngineBackend {
                     let _ = out.0.send(Message::Raw(v));
                 }
                 crate::registry::Msg::Done(Ok(())) => break,
-                crate::registry::Msg::Done(Err(m)) => {
-                    return Err(BuildError::Step {
-                        message: m,
-                        code: None,
-                    })
-                }
+                crate::registry::Msg::Done(Err(m)) => return Err(BuildError::step(m)),
             }
         }
         self.engine
             .images
             .get(&reference)
             .map(info)
-            .map_err(|x| BuildError::Step {
-                message: x.to_string(),
-                code: None,
-            })
+            .map_err(|x| BuildError::step(x.to_string()))
     }
 
     async fn create(&self, image: &str, config: Value) -> Result<String> {
@@ -312,10 +290,7 @@ impl berth_builder::Backend for EngineBackend {
             .await
             .map_err(|x| BuildError::Backend(x.to_string()))?;
         if let Err(err) = started {
-            return Err(BuildError::Step {
-                message: err.message.clone(),
-                code: None,
-            });
+            return Err(BuildError::step(err.message.clone()));
         }
         pumped?;
         let done = e
@@ -332,17 +307,13 @@ impl berth_builder::Backend for EngineBackend {
         tar: Box<dyn Read + Send>,
     ) -> Result<()> {
         let dest = dest.to_string();
-        self.with_root(container, move |root, _| {
+        self.with_root(container, move |root| {
             root.make_dir(&dest)?;
             root.extract(&dest, tar, true, false).map_err(|x| match x {
-                ArchiveError::NotFound => BuildError::Step {
-                    message: format!("failed to copy files: {dest}: no such file or directory"),
-                    code: None,
-                },
-                ArchiveError::Invalid(m) => BuildError::Step {
-                    message: format!("failed to copy files: {m}"),
-                    code: None,
-                },
+                ArchiveError::NotFound => BuildError::step(format!(
+                    "failed to copy files: {dest}: no such file or directory"
+                )),
+                ArchiveError::Invalid(m) => BuildError::step(format!("failed to copy files: {m}")),
                 ArchiveError::Io(e) => BuildError::Io(e),
             })
         })
@@ -351,7 +322,7 @@ impl berth_builder::Backend for EngineBackend {
 
     async fn stat(&self, container: &str, path: &str) -> Result<Option<bool>> {
         let path = path.to_string();
-        self.with_root(container, move |root, _| match root.stat(&path) {
+        self.with_root(container, move |root| match root.stat(&path) {
             Ok(s) => Ok(Some(s.is_dir())),
             Err(ArchiveError::NotFound) => Ok(None),
             Err(ArchiveError::Io(e)) => Err(BuildError::Io(e)),
@@ -361,10 +332,7 @@ impl berth_builder::Backend for EngineBackend {
     }
 
     async fn view(&self, container: &str) -> Result<PathBuf> {
-        match self.dir_of(container) {
-            Some(d) => Ok(d),
-            None => self.lease(container).await,
-        }
+        self.root_path(container).await
     }
 
     async fn lookup_owner(&self, container: &str, user: &str) -> Result<(u32, u32)> {
@@ -373,9 +341,10 @@ impl berth_builder::Backend for EngineBackend {
         if let (Some(uid), true) = (numeric(u), g.is_empty() || numeric(g).is_some()) {
             return Ok((uid, numeric(g).unwrap_or(uid)));
         }
-        let bad = |m: String| BuildError::Step {
-            message: format!("unable to convert uid/gid chown string to host mapping: {m}"),
-            code: None,
+        let bad = |m: String| {
+            BuildError::step(format!(
+                "unable to convert uid/gid chown string to host mapping: {m}"
+            ))
         };
         if self.dir_of(container).is_some() {
             return Err(bad(format!(

@@ -205,7 +205,7 @@ pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<R
         digests: std::sync::Arc::new(digests),
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
-    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     {
         let e = e.clone();
         let scratch = scratch.clone();
@@ -219,40 +219,42 @@ pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<R
             let _ = done_tx.send(r);
         });
     }
+    type Done =
+        futures_util::future::BoxFuture<'static, berth_builder::Result<berth_builder::Built>>;
+    let mut done: Done = Box::pin(async move {
+        done_rx.await.unwrap_or_else(|_| {
+            Err(BuildError::Backend(
+                "the build ended without a result".into(),
+            ))
+        })
+    });
     // A request the builder refuses (a Dockerfile that does not parse, an unknown target)
     // is an HTTP error; anything later is the stream's last line. Until the first message
     // it is not known which: a build that ends before saying anything is waited for.
     let first = rx.recv().await;
     if first.is_none() {
-        let result = (&mut done_rx).await;
-        match result {
-            Ok(Err(err)) if err.is_request() => {
+        let result = done.await;
+        if let Err(err) = &result {
+            if err.is_request() {
                 let status = match err {
                     BuildError::Context(_) => StatusCode::INTERNAL_SERVER_ERROR,
                     _ => StatusCode::BAD_REQUEST,
                 };
                 return Err(ApiError::new(status, err.to_string()));
             }
-            other => {
-                // Put the result back for the stream.
-                let (t2, r2) = tokio::sync::oneshot::channel();
-                if let Ok(res) = other {
-                    let _ = t2.send(res);
-                }
-                done_rx = r2;
-            }
         }
+        done = Box::pin(std::future::ready(result));
     }
     struct St {
         first: Option<Message>,
         rx: mpsc::UnboundedReceiver<Message>,
-        done: Option<tokio::sync::oneshot::Receiver<berth_builder::Result<berth_builder::Built>>>,
+        done: Option<Done>,
         quiet: bool,
     }
     let st = St {
         first,
         rx,
-        done: Some(done_rx),
+        done: Some(done),
         quiet,
     };
     let stream = futures_util::stream::unfold(st, |mut st| async move {
@@ -271,17 +273,11 @@ pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<R
                 None => {
                     let done = st.done.take()?;
                     return match done.await {
-                        Ok(Ok(built)) if st.quiet => {
+                        Ok(built) if st.quiet => {
                             Some((Ok(line(&json!({"stream": format!("{}\n", built.id)}))), st))
                         }
-                        Ok(Ok(_)) => None,
-                        Ok(Err(err)) => Some((Ok(line(&error_json(&err))), st)),
-                        Err(_) => Some((
-                            Ok(line(&error_json(&BuildError::Backend(
-                                "the build ended without a result".into(),
-                            )))),
-                            st,
-                        )),
+                        Ok(_) => None,
+                        Err(err) => Some((Ok(line(&error_json(&err))), st)),
                     };
                 }
             }
@@ -293,28 +289,16 @@ pub(crate) async fn build(State(e): S, Query(q): Q, req: Request) -> ApiResult<R
         .unwrap_or_default())
 }
 
-/// The build cache: untagged images that build steps made.
-pub(crate) fn build_cache(e: &Engine) -> ApiResult<Vec<berth_image::Image>> {
-    Ok(e.images
-        .list()?
-        .into_iter()
-        .filter(|i| i.cache_key.is_some() && i.repo_tags.is_empty())
-        .collect())
+/// Whether an image is build cache: untagged, made by a build step.
+pub(crate) fn is_build_cache(i: &berth_image::Image) -> bool {
+    i.cache_key.is_some() && i.repo_tags.is_empty()
 }
 
 /// The size of an image's own layer (0 for a config-only step).
 fn own_size(i: &berth_image::Image, all: &[berth_image::Image]) -> u64 {
-    let parent_layers = all
-        .iter()
-        .find(|p| p.id == i.parent)
-        .map(|p| p.diff_ids.len())
-        .unwrap_or(0);
+    let parent = all.iter().find(|p| p.id == i.parent);
+    let (parent_layers, parent_size) = parent.map(|p| (p.diff_ids.len(), p.size)).unwrap_or((0, 0));
     if i.diff_ids.len() > parent_layers {
-        let parent_size = all
-            .iter()
-            .find(|p| p.id == i.parent)
-            .map(|p| p.size)
-            .unwrap_or(0);
         i.size.saturating_sub(parent_size)
     } else {
         0
@@ -324,9 +308,9 @@ fn own_size(i: &berth_image::Image, all: &[berth_image::Image]) -> u64 {
 /// `system df`'s `BuildCache` entries.
 pub(crate) fn build_cache_json(e: &Engine) -> ApiResult<Vec<Value>> {
     let all = e.images.list()?;
-    let cache = build_cache(e)?;
-    Ok(cache
+    Ok(all
         .iter()
+        .filter(|i| is_build_cache(i))
         .map(|i| {
             let in_use = e.image_in_use(&i.id);
             let desc = i.raw_config["history"]
@@ -377,11 +361,11 @@ pub(crate) async fn build_prune(State(e): S, Query(q): Q) -> ApiResult<Response>
         let all = e2.images.list()?;
         let mut deleted = Vec::new();
         let mut freed = 0u64;
-        for i in build_cache(&e2)? {
+        for i in all.iter().filter(|i| is_build_cache(i)) {
             if e2.image_in_use(&i.id) {
                 continue;
             }
-            let size = own_size(&i, &all);
+            let size = own_size(i, &all);
             if e2.images.remove(&i.id, true, true, &|_| false).is_ok() {
                 deleted.push(i.id.trim_start_matches("sha256:").to_string());
                 freed += size;

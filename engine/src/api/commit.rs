@@ -117,15 +117,7 @@ pub(crate) async fn commit(State(e): S, Query(q): Q, req: Request) -> ApiResult<
     let made = blocking(move || {
         let root = crate::container::archive::Root::open(&upper)
             .map_err(|x| ApiError::internal(format!("open the container's layer: {x}")))?;
-        let (reader, writer) = std::io::pipe()?;
-        let writing = std::thread::spawn(move || {
-            let w = std::io::BufWriter::with_capacity(256 * 1024, writer);
-            root.tar_layer(w)
-        });
-        let img = store.commit(reader, &opts);
-        let written = writing
-            .join()
-            .map_err(|_| ApiError::internal("the layer writer panicked"))?;
+        let (img, written) = crate::build::tar_layer_piped(root, |r| store.commit(r, &opts))?;
         let img = img?;
         // The layer streams through a pipe: a writer that failed midway may have left a
         // tar that reads as whole but is short. Such an image is taken back.

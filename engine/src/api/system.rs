@@ -123,7 +123,7 @@ pub(crate) async fn system_df(State(e): S) -> ApiResult<Response> {
         .images
         .list()?
         .iter()
-        .filter(|i| i.cache_key.is_none() || !i.repo_tags.is_empty())
+        .filter(|i| !super::build::is_build_cache(i))
         .map(|i| {
             let n = e.list().iter().filter(|r| r.image_id == i.id).count();
             image_summary(i, n as i64)
