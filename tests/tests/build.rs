@@ -387,6 +387,14 @@ fn cache_hits_invalidation_and_prune() {
                 .any(|l| l.starts_with("Build Cache ") && l != "Build Cache 0"),
             "{df}"
         );
+        // A filter it cannot match is refused, not ignored; `until` keeps what is newer.
+        env.docker_fails(
+            &["builder", "prune", "-f", "--filter", "id=x"],
+            "Invalid filter 'id'",
+        );
+        env.docker_ok(&["builder", "prune", "-f", "--filter", "until=1h"]);
+        let kept = build_ok(&env, d, &["-t", "cachetest"]);
+        assert_eq!(kept.matches("Using cache").count(), 6, "{kept}");
         env.docker_ok(&["builder", "prune", "-f"]);
         let after = build_ok(&env, d, &["-t", "cachetest"]);
         assert!(!after.contains("Using cache"), "{after}");

@@ -340,29 +340,33 @@ pub(crate) fn build_cache_json(e: &Engine) -> ApiResult<Vec<Value>> {
 /// cache no container uses.
 pub(crate) async fn build_prune(State(e): S, Query(q): Q) -> ApiResult<Response> {
     let f = super::filters(&q)?;
-    for k in f.keys() {
-        if ![
-            "until",
-            "id",
-            "parent",
-            "type",
-            "description",
-            "inuse",
-            "shared",
-            "private",
-        ]
-        .contains(&k.as_str())
-        {
-            return Err(ApiError::bad_request(format!("Invalid filter '{k}'")));
-        }
+    // `until` is honoured; the BuildKit record filters have nothing to match here.
+    if let Some(k) = f.keys().find(|k| k.as_str() != "until") {
+        return Err(ApiError::bad_request(format!(
+            "Invalid filter '{k}': berthd's build cache (intermediate images) takes only until"
+        )));
     }
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let until: Vec<i64> = f
+        .get("until")
+        .into_iter()
+        .flatten()
+        .map(|v| crate::events::parse_time(v, now).map_err(ApiError::bad_request))
+        .collect::<ApiResult<_>>()?;
     let e2 = e.clone();
     let (deleted, freed) = blocking(move || {
         let all = e2.images.list()?;
         let mut deleted = Vec::new();
         let mut freed = 0u64;
         for i in all.iter().filter(|i| is_build_cache(i)) {
-            if e2.image_in_use(&i.id) {
+            let created = i
+                .config
+                .created()
+                .as_deref()
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                .and_then(|t| t.timestamp_nanos_opt())
+                .unwrap_or(0);
+            if e2.image_in_use(&i.id) || until.iter().any(|u| created >= *u) {
                 continue;
             }
             let size = own_size(i, &all);
